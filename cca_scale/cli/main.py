@@ -1,0 +1,82 @@
+"""Entry point of ``cca-scale``. Each command lives in ``cca_scale/cli/<name>.py`` and provides
+``add_parser(subparsers)`` and ``run(args) -> int``; heavy imports happen inside ``run`` so that
+``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from cca_scale.errors import CcaScaleError
+
+# Order shown in --help. Each name is a module of this package.
+COMMANDS = ("demo", "ingest", "info", "compare", "export", "cluster", "groups", "dynamics",
+            "bench")
+
+DESCRIPTION = """\
+Compare the internal representations of many neural networks with projection weighted CCA
+(PWCCA, Morcos, Raghu & Bengio 2018).
+
+A typical session:
+  cca-scale demo                                  # train a small sweep, compare, cluster, report
+  cca-scale ingest acts.zarr net0 fc1 net0_fc1.npy --attr lr=0.01
+  cca-scale info acts.zarr                        # what the store holds
+  cca-scale compare acts.zarr --layer fc1 --out fc1.zarr
+  cca-scale cluster fc1.zarr --by lr --plot fc1.png
+  cca-scale export fc1.zarr --format csv -o fc1.csv
+
+Run 'cca-scale COMMAND --help' for each command's options.
+"""
+
+
+def _available_commands():
+    for name in COMMANDS:
+        try:
+            yield name, importlib.import_module(f"cca_scale.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cca_scale.cli.{name}":
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cca_scale import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cca-scale", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"cca-scale {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks and debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for _, module in _available_commands():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except CcaScaleError as exc:
+        if args.debug:
+            raise
+        print(f"cca-scale {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"cca-scale {args.command}: interrupted; rerun the same command to resume.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Per-network preparation: the O(N) half of all-pairs CCA.
+
+Each layer is factored once, ``X - mean = Q @ R`` with ``Q`` orthonormal and rank-revealing, so that
+every pair afterwards costs one GEMM ``Q_a.T @ Q_b`` plus small (rank x rank) work. ``Q`` holds the
+left singular vectors of the centred activations in descending order of singular value, which also
+serves SVCCA (its top-``k`` directions are the first ``k`` columns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from cca_scale.core.validation import (
+    check_activations,
+    constant_layer_error,
+    describe,
+    resolve_dtype,
+)
+from cca_scale.errors import ActivationError
+
+__all__ = ["Basis", "BasisAccumulator", "prepare", "default_rtol"]
+
+
+def default_rtol(n_datapoints: int, n_neurons: int, dtype: Any) -> float:
+    """Relative rank tolerance: singular values below ``rtol * s_max`` are null directions.
+
+    The convention of ``numpy.linalg.matrix_rank``: ``max(n_datapoints, n_neurons) * eps(dtype)``,
+    about 1e-12 for float64 and 1e-3 for float32 at 10,000 datapoints.
+    """
+    return float(max(n_datapoints, n_neurons) * np.finfo(np.dtype(dtype)).eps)
+
+
+@dataclass(frozen=True, eq=False)
+class Basis:
+    """One layer, factored once: ``X - mean = Q @ diag(s) @ vt`` with null directions dropped.
+
+    Attributes
+    ----------
+    q : array of shape (n_datapoints, rank) or None
+        Orthonormal basis of the centred activations' column span (left singular vectors, by
+        descending singular value). None for a basis built by streaming, whose ``q`` is formed
+        chunk by chunk with :meth:`project`.
+    s : array of shape (rank,)
+        Singular values of the centred activations, descending, all above ``rtol * s[0]``.
+    vt : array of shape (rank, n_neurons)
+        Right singular vectors.
+    mean : array of shape (n_neurons,)
+        Per-neuron mean over datapoints.
+    n_datapoints : int
+    rtol : float
+        The relative rank tolerance that was applied.
+    """
+
+    q: Any
+    s: Any
+    vt: Any
+    mean: Any
+    n_datapoints: int
+    rtol: float
+
+    @property
+    def rank(self) -> int:
+        """Number of kept (non-null) directions."""
+        return int(self.s.shape[0])
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.vt.shape[1])
+
+    @property
+    def r(self):
+        """Coordinates of the centred neurons in ``q``: ``X - mean = q @ r``, shape (rank, n_neurons)."""
+        return self.s[:, None] * self.vt
+
+    @property
+    def whitener(self):
+        """Map from centred activations to ``q``: ``q = (X - mean) @ whitener``, shape (n_neurons, rank)."""
+        return self.vt.T / self.s[None, :]
+
+    @property
+    def neuron_norms(self):
+        """Euclidean norm of each centred neuron over the datapoints, shape (n_neurons,)."""
+        xp = array_namespace(self.s)
+        return xp.sqrt(xp.sum(self.r**2, axis=0))
+
+    @property
+    def kept_neurons(self):
+        """Boolean mask of the neurons that are not constant (to the rank tolerance), shape (n_neurons,)."""
+        norms = self.neuron_norms
+        xp = array_namespace(norms)
+        return norms > self.rtol * xp.max(norms)
+
+    def project(self, x):
+        """Orthonormal coordinates of (a chunk of) datapoints: ``(x - mean) @ whitener``, shape (n, rank)."""
+        return (x - self.mean[None, :]) @ self.whitener
+
+    def with_q(self, q) -> "Basis":
+        return Basis(q=q, s=self.s, vt=self.vt, mean=self.mean,
+                     n_datapoints=self.n_datapoints, rtol=self.rtol)
+
+    def to(self, xp) -> "Basis":
+        """The same basis with every array moved to the array module ``xp`` (e.g. NumPy -> CuPy)."""
+        move = (lambda a: a) if array_namespace(self.s) is xp else (lambda a: xp.asarray(_host(a)))
+        return Basis(
+            q=None if self.q is None else move(self.q), s=move(self.s), vt=move(self.vt),
+            mean=move(self.mean), n_datapoints=self.n_datapoints, rtol=self.rtol,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.s, self.vt, self.mean) + (() if self.q is None else (self.q,))
+        return int(sum(a.size * a.dtype.itemsize for a in arrays))
+
+
+def _host(a):
+    """A NumPy copy of a NumPy or CuPy array."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+def _truncate(u, s, vt, rtol: float, who: str):
+    """Keep the singular triplets above ``rtol * s_max``; a layer with none is constant."""
+    xp = array_namespace(s)
+    s_max = float(s[0]) if s.shape[0] else 0.0
+    rank = int(xp.sum(s > rtol * s_max)) if s_max > 0 else 0
+    if rank == 0:
+        raise constant_layer_error(who)
+    return (None if u is None else u[:, :rank]), s[:rank], vt[:rank, :]
+
+
+def prepare(
+    x,
+    *,
+    rtol: float | None = None,
+    dtype: Any = None,
+    allow_underdetermined: bool = False,
+    name: str = "x",
+    network: str | None = None,
+    layer: str | None = None,
+) -> Basis:
+    """Validate and factor one layer's activations, once per network.
+
+    Parameters
+    ----------
+    x : array of shape (n_datapoints, n_neurons)
+        NumPy or CuPy; the basis lives in the same array module.
+    rtol : float, optional
+        Relative rank tolerance; default :func:`default_rtol`. Directions of the centred
+        activations with singular value below ``rtol * s_max`` are null and dropped, so dead
+        (constant) units and exactly collinear neurons do not count.
+    dtype : {None, 'float32', 'float64'}
+        Working precision, float64 by default.
+    allow_underdetermined : bool
+        Accept ``n_datapoints <= n_neurons`` (degenerate CCA; see :func:`check_activations`).
+    name, network, layer : str
+        Used in error messages only.
+
+    Returns
+    -------
+    Basis
+        With ``q`` materialised, shape (n_datapoints, rank).
+
+    Notes
+    -----
+    A thin SVD of the centred activations is rank-revealing, unlike an unpivoted QR, which keeps the
+    wrong span when a dead unit is not the last column.
+    """
+    x = check_activations(x, name=name, network=network, layer=layer, dtype=dtype,
+                          allow_underdetermined=allow_underdetermined)
+    xp = array_namespace(x)
+    n, d = x.shape
+    rtol = default_rtol(n, d, x.dtype) if rtol is None else float(rtol)
+    mean = xp.mean(x, axis=0)
+    u, s, vt = xp.linalg.svd(x - mean[None, :], full_matrices=False)
+    u, s, vt = _truncate(u, s, vt, rtol, describe(name, network=network, layer=layer))
+    return Basis(q=u, s=s, vt=vt, mean=mean, n_datapoints=int(n), rtol=rtol)
+
+
+class BasisAccumulator:
+    """Build a :class:`Basis` from datapoint chunks without holding the whole layer in memory.
+
+    A tall-skinny QR with running means: each chunk is centred on its own mean and reduced to its
+    ``R`` factor; two partial results combine exactly through
+    ``qr([R_a; R_b; sqrt(n_a n_b / (n_a + n_b)) (mean_a - mean_b)])``. Memory is
+    O(n_neurons^2 + chunk). The result has ``q=None``; :meth:`Basis.project` forms ``q`` chunk by chunk.
+
+    Examples
+    --------
+    >>> acc = BasisAccumulator()
+    >>> for chunk in chunks:          # doctest: +SKIP
+    ...     acc.update(chunk)
+    >>> basis = acc.finalize()        # doctest: +SKIP
+    """
+
+    def __init__(self, *, dtype: Any = None, rtol: float | None = None, who: str = "layer"):
+        self.dtype = resolve_dtype(dtype)
+        self.rtol = rtol
+        self.who = who
+        self.n = 0
+        self.mean = None
+        self.r = None
+
+    def update(self, chunk) -> None:
+        """Add a chunk of shape (n_chunk, n_neurons); chunks must arrive with the same neurons."""
+        xp = array_namespace(chunk)
+        chunk = xp.astype(chunk, self.dtype, copy=False)
+        b = int(chunk.shape[0])
+        if b == 0:
+            return
+        mu_b = xp.mean(chunk, axis=0)
+        r_b = xp.linalg.qr(chunk - mu_b[None, :], mode="reduced")[1]
+        if self.n == 0:
+            self.n, self.mean, self.r = b, mu_b, r_b
+            return
+        n = self.n + b
+        shift = ((self.n * b / n) ** 0.5) * (mu_b - self.mean)
+        stacked = xp.concat([self.r, r_b, shift[None, :]], axis=0)
+        self.r = xp.linalg.qr(stacked, mode="reduced")[1]
+        self.mean = self.mean + (b / n) * (mu_b - self.mean)
+        self.n = n
+
+    def extend(self, chunks: Iterable) -> "BasisAccumulator":
+        for chunk in chunks:
+            self.update(chunk)
+        return self
+
+    def finalize(self) -> Basis:
+        """The basis of everything added so far (``q=None``)."""
+        if self.n < 2:
+            raise ActivationError(f"{self.who}: need at least 2 datapoints, got {self.n}.")
+        xp = array_namespace(self.r)
+        d = int(self.r.shape[1])
+        rtol = default_rtol(self.n, d, self.dtype) if self.rtol is None else float(self.rtol)
+        _, s, vt = xp.linalg.svd(self.r, full_matrices=False)
+        _, s, vt = _truncate(None, s, vt, rtol, self.who)
+        return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=rtol)

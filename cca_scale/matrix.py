@@ -1,0 +1,185 @@
+"""``DistanceMatrix``: the engine's result and the analysis' input.
+
+PWCCA is directional, so the matrix is stored full, like ``scipy.spatial.distance.cdist``:
+``values[i, j] = d(row i, column j)``. The condensed vector of ``pdist``/``squareform`` exists only
+through an explicit ``.symmetric(how=...).condensed()``; nothing is symmetrised silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cca_scale.errors import CcaScaleError
+
+__all__ = ["DistanceMatrix", "SYMMETRIZE"]
+
+SYMMETRIZE = ("mean", "min", "max")
+
+
+@dataclass(frozen=True, eq=False)
+class DistanceMatrix:
+    """Distances between row networks and column networks.
+
+    Attributes
+    ----------
+    values : ndarray of shape (n_rows, n_cols), float64
+        ``values[i, j] = d(row i, column j)``; NaN where a pair was not computed.
+    row_labels, col_labels : tuple of str
+        Network ids of the rows and columns.
+    metadata : dict
+        Metric, variant, parameters, input fingerprint, versions, timings (JSON-compatible).
+    row_info, col_info : pandas.DataFrame
+        Network attributes (learning rate, seed, ...), indexed by network id, in row/column order.
+    diagnostics : dict of str to ndarray (n_rows, n_cols)
+        Per-pair ``rank_row``, ``rank_col``, ``rho_max``, ``rho_min`` where available.
+    """
+
+    values: np.ndarray
+    row_labels: tuple[str, ...]
+    col_labels: tuple[str, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    row_info: pd.DataFrame | None = None
+    col_info: pd.DataFrame | None = None
+    diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self):
+        values = np.asarray(self.values, dtype=np.float64)
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "row_labels", tuple(str(v) for v in self.row_labels))
+        object.__setattr__(self, "col_labels", tuple(str(v) for v in self.col_labels))
+        if values.shape != (len(self.row_labels), len(self.col_labels)):
+            raise CcaScaleError(
+                f"DistanceMatrix values have shape {values.shape} but there are "
+                f"{len(self.row_labels)} row and {len(self.col_labels)} column labels."
+            )
+        for name, labels in (("row_info", self.row_labels), ("col_info", self.col_labels)):
+            info = getattr(self, name)
+            info = pd.DataFrame(index=pd.Index(labels, name="network")) if info is None else \
+                info.reindex(pd.Index(labels, name="network"))
+            object.__setattr__(self, name, info)
+
+    # -- shape ---------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.values.shape
+
+    @property
+    def is_square(self) -> bool:
+        """Rows and columns are the same networks in the same order."""
+        return self.row_labels == self.col_labels
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The network ids of a square matrix (rows == columns)."""
+        if not self.is_square:
+            raise CcaScaleError(
+                "This matrix is rectangular (rows and columns are different networks): use "
+                ".row_labels and .col_labels."
+            )
+        return self.row_labels
+
+    @property
+    def info(self) -> pd.DataFrame:
+        """Network attributes of a square matrix, indexed by network id."""
+        _ = self.labels
+        return self.row_info
+
+    @property
+    def complete(self) -> bool:
+        """Every pair has a value (no NaN)."""
+        return bool(np.all(np.isfinite(self.values)))
+
+    # -- conversions ---------------------------------------------------------------------------
+    def symmetric(self, how: str = "mean") -> "DistanceMatrix":
+        """A symmetric copy: ``(D + D.T) / 2`` (``how='mean'``), or the elementwise min or max.
+
+        The diagonal is set to exactly 0. Only for square matrices.
+        """
+        if how not in SYMMETRIZE:
+            raise CcaScaleError(
+                f"The 'how' parameter must be one of {list(SYMMETRIZE)}. Got {how!r} instead."
+            )
+        _ = self.labels
+        d, dt = self.values, self.values.T
+        sym = {"mean": (d + dt) / 2.0, "min": np.minimum(d, dt), "max": np.maximum(d, dt)}[how]
+        np.fill_diagonal(sym, 0.0)
+        meta = dict(self.metadata, symmetrized=how)
+        return DistanceMatrix(sym, self.row_labels, self.col_labels, meta, self.row_info,
+                              self.col_info, {})
+
+    def condensed(self) -> np.ndarray:
+        """The condensed vector of SciPy's ``pdist``/``squareform`` convention, length n(n-1)/2.
+
+        Entry for ``i < j`` sits at ``n*i + j - ((i + 2) * (i + 1)) // 2``. Refuses a matrix that is
+        not symmetric with a zero diagonal: PWCCA is directional, so call ``.symmetric()`` first.
+        """
+        from scipy.spatial.distance import squareform
+
+        _ = self.labels
+        d = self.values
+        if not self.complete:
+            raise CcaScaleError("The matrix has missing (NaN) pairs; finish the comparison first.")
+        if not (np.allclose(d, d.T, rtol=0, atol=1e-12) and np.all(np.diag(d) == 0)):
+            raise CcaScaleError(
+                "condensed() needs a symmetric matrix with a zero diagonal, and PWCCA distances "
+                "are directional. Call .symmetric(how='mean') (or 'min'/'max') first."
+            )
+        return squareform(d, checks=False)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """A DataFrame with row network ids as index and column network ids as columns."""
+        return pd.DataFrame(self.values, index=pd.Index(self.row_labels, name="row"),
+                            columns=pd.Index(self.col_labels, name="column"))
+
+    def to_xarray(self):
+        """An ``xarray.DataArray`` named ``distance`` with dims ``(row, column)``, metadata as attrs.
+
+        Network attributes become coordinates ``row_<attr>`` / ``column_<attr>``.
+        """
+        import json
+
+        import xarray as xr
+
+        coords: dict[str, Any] = {"row": list(self.row_labels), "column": list(self.col_labels)}
+        for prefix, dim, info in (("row", "row", self.row_info), ("column", "column", self.col_info)):
+            for col in info.columns:
+                values = info[col].to_numpy()
+                if values.dtype == object:
+                    values = values.astype(str)
+                coords[f"{prefix}_{col}"] = (dim, values)
+        attrs = {k: (v if isinstance(v, (str, int, float)) else json.dumps(v, default=str))
+                 for k, v in self.metadata.items()}
+        return xr.DataArray(self.values, dims=("row", "column"), coords=coords, name="distance",
+                            attrs=attrs)
+
+    def subset(self, rows=None, cols=None) -> "DistanceMatrix":
+        """The sub-matrix of the given row and column network ids (all when None), in that order."""
+        rows = list(self.row_labels) if rows is None else [str(r) for r in rows]
+        cols = list(self.col_labels) if cols is None else [str(c) for c in cols]
+        ri = _positions(self.row_labels, rows, "row")
+        ci = _positions(self.col_labels, cols, "column")
+        diag = {k: v[np.ix_(ri, ci)] for k, v in self.diagnostics.items()}
+        return DistanceMatrix(self.values[np.ix_(ri, ci)], rows, cols, dict(self.metadata),
+                              self.row_info.iloc[ri], self.col_info.iloc[ci], diag)
+
+    def __repr__(self) -> str:
+        meta = ", ".join(f"{k}={self.metadata[k]!r}" for k in ("metric", "variant", "layer")
+                         if k in self.metadata)
+        return f"DistanceMatrix({self.shape[0]} x {self.shape[1]}{', ' + meta if meta else ''})"
+
+
+def _positions(labels: tuple[str, ...], wanted: list[str], what: str) -> list[int]:
+    index = {label: i for i, label in enumerate(labels)}
+    missing = [w for w in wanted if w not in index]
+    if missing:
+        from cca_scale.errors import NetworkNotFoundError
+
+        raise NetworkNotFoundError(
+            f"{what} network(s) {missing[:5]} are not in this matrix; it has {list(labels)[:10]}"
+            f"{' ...' if len(labels) > 10 else ''}."
+        )
+    return [index[w] for w in wanted]

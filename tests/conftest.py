@@ -1,0 +1,36 @@
+"""Shared fixtures. Each test uses its own seeded ``numpy.random.Generator``."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20181203)
+
+
+def make_pair(rng, n=600, dx=12, dy=9, shared=4, noise=0.5, offset=True):
+    """Two layers driven by ``shared`` common latent factors plus independent noise."""
+    z = rng.normal(size=(n, shared))
+    x = z @ rng.normal(size=(shared, dx)) + noise * rng.normal(size=(n, dx))
+    y = z @ rng.normal(size=(shared, dy)) + noise * rng.normal(size=(n, dy))
+    if offset:
+        x += rng.uniform(-2, 4, size=dx)
+        y += rng.uniform(-2, 4, size=dy)
+    return x, y
+
+
+def gpu_available() -> bool:
+    try:
+        import cupy
+
+        return bool(cupy.cuda.is_available())
+    except Exception:
+        return False
+
+
+requires_gpu = pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA device")
