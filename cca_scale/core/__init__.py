@@ -2,12 +2,21 @@
 
 from cca_scale.core.basis import Basis, BasisAccumulator, default_rtol, prepare
 from cca_scale.core.conv import flatten_conv
-from cca_scale.core.metrics import CCAResult, cca, mean_cca_distance, pwcca_distance, svcca_distance
+from cca_scale.core.metrics import (
+    CCAResult,
+    cca,
+    cka_distance,
+    cosine_distance,
+    euclidean_distance,
+    mean_cca_distance,
+    pwcca_distance,
+    svcca_distance,
+)
 from cca_scale.core.pairs import METRICS, VARIANTS, PairResult, compare, pair_distances
 from cca_scale.core.validation import check_activations, check_pair
 
 __all__ = [
     "Basis", "BasisAccumulator", "CCAResult", "METRICS", "PairResult", "VARIANTS",
-    "cca", "check_activations", "check_pair", "compare", "default_rtol", "flatten_conv",
+    "cca", "check_activations", "cka_distance", "cosine_distance", "euclidean_distance", "check_pair", "compare", "default_rtol", "flatten_conv",
     "mean_cca_distance", "pair_distances", "prepare", "pwcca_distance", "svcca_distance",
 ]

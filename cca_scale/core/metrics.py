@@ -20,7 +20,8 @@ from cca_scale.core.pairs import (
 )
 from cca_scale.core.validation import check_not_constant, check_pair
 
-__all__ = ["CCAResult", "cca", "pwcca_distance", "mean_cca_distance", "svcca_distance"]
+__all__ = ["CCAResult", "cca", "cka_distance", "cosine_distance", "euclidean_distance",
+           "mean_cca_distance", "pwcca_distance", "svcca_distance"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,6 +196,48 @@ def svcca_distance(x, y, *, keep: int | float = 0.99, rtol: float | None = None,
     check_keep(keep)
     a, b = _prepare_pair(x, y, rtol=rtol, dtype=dtype, allow_underdetermined=allow_underdetermined)
     return compare_one_way(a, b, metric="svcca", keep=keep)
+
+
+def cka_distance(x, y, *, rtol: float | None = None, dtype: Any = None,
+                 allow_underdetermined: bool = False) -> float:
+    """``1 - linear CKA`` (Kornblith et al. 2019), the modern reference metric. Symmetric.
+
+    ``CKA = ||Xc^T Yc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` on centred activations. Invariant
+    to orthogonal maps and isotropic scaling, not to general invertible maps (unlike CCA).
+
+    Parameters
+    ----------""" + _SHARED_DOC + """
+    """
+    a, b = _prepare_pair(x, y, rtol=rtol, dtype=dtype, allow_underdetermined=allow_underdetermined)
+    return compare_one_way(a, b, metric="cka")
+
+
+def cosine_distance(x, y, *, rtol: float | None = None, dtype: Any = None,
+                    allow_underdetermined: bool = False) -> float:
+    """``1 - cos`` between the two (uncentred) activation matrices, neuron by neuron.
+
+    A baseline of the paper (Figs A5, A8): it needs the same neurons in both layers (same width,
+    e.g. one network at two training steps) and, unlike CCA, is not invariant to linear maps.
+
+    Parameters
+    ----------""" + _SHARED_DOC + """
+    """
+    a, b = _prepare_pair(x, y, rtol=rtol, dtype=dtype, allow_underdetermined=allow_underdetermined)
+    return compare_one_way(a, b, metric="cosine")
+
+
+def euclidean_distance(x, y, *, rtol: float | None = None, dtype: Any = None,
+                       allow_underdetermined: bool = False) -> float:
+    """Root-mean-square Euclidean distance between datapoints' activation vectors.
+
+    ``sqrt(||X - Y||_F^2 / n_datapoints)``. A baseline of the paper (Figs A5, A8); needs layers of
+    the same width, in the layer's own units (not in [0, 1]).
+
+    Parameters
+    ----------""" + _SHARED_DOC + """
+    """
+    a, b = _prepare_pair(x, y, rtol=rtol, dtype=dtype, allow_underdetermined=allow_underdetermined)
+    return compare_one_way(a, b, metric="euclidean")
 
 
 def compare_one_way(a: Basis, b: Basis, **kwargs) -> float:

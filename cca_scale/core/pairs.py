@@ -22,6 +22,8 @@ __all__ = [
     "VARIANTS",
     "PairResult",
     "check_metric",
+    "ALIGNED_METRICS",
+    "check_aligned",
     "check_keep",
     "svcca_rank",
     "compare",
@@ -30,7 +32,9 @@ __all__ = [
     "original_pwcca_similarity",
 ]
 
-METRICS = ("pwcca", "mean_cca", "svcca")
+METRICS = ("pwcca", "mean_cca", "svcca", "cka", "cosine", "euclidean")
+#: Metrics that compare neuron by neuron, so both layers need the same number of neurons.
+ALIGNED_METRICS = ("cosine", "euclidean")
 VARIANTS = ("paper", "svcca")
 DEFAULT_EPSILON = 1e-10  # what the original implementation's tutorials pass
 
@@ -44,6 +48,16 @@ def check_metric(metric: str, variant: str = "paper") -> None:
     if variant not in VARIANTS:
         raise CcaScaleError(
             f"The 'variant' parameter must be one of {list(VARIANTS)}. Got {variant!r} instead."
+        )
+
+
+def check_aligned(metric: str, n_neurons_a: int, n_neurons_b: int) -> None:
+    """Neuron-by-neuron metrics (cosine, Euclidean) need layers of the same width."""
+    if metric in ALIGNED_METRICS and n_neurons_a != n_neurons_b:
+        raise CcaScaleError(
+            f"metric={metric!r} compares neuron by neuron, so both layers need the same number "
+            f"of neurons; got {n_neurons_a} and {n_neurons_b}. CCA-based metrics (pwcca, "
+            "mean_cca, svcca) and cka compare layers of any widths."
         )
 
 
@@ -210,6 +224,9 @@ def pair_distances(
     PairResult
     """
     xp = array_namespace(cross)
+    if metric in ("cka", "cosine", "euclidean"):
+        d = _baseline_distance(cross, a, b, metric)
+        return PairResult(d, d, a.rank, b.rank, float("nan"), float("nan"))
     if metric == "svcca":
         ka, kb = svcca_rank(a.s, keep), svcca_rank(b.s, keep)
         rho = xp.linalg.svdvals(cross[:ka, :kb])
@@ -233,6 +250,27 @@ def pair_distances(
     sim_ba = (original_pwcca_similarity(side_b, side_a, cross_cov.T, n, epsilon)[0]
               if both else float("nan"))
     return PairResult(1.0 - sim_ab, 1.0 - sim_ba, nx, ny, float(rho[0]), float(rho[-1]))
+
+
+def _baseline_distance(cross, a: Basis, b: Basis, metric: str) -> float:
+    """Linear CKA, cosine and Euclidean distance from the bases and their cross product.
+
+    With ``X = Q diag(s) vt + 1 mean^T`` (the columns of ``Q`` sum to zero):
+    ``||Xc^T Yc||_F = ||diag(s_a) C diag(s_b)||_F`` and
+    ``tr(X^T Y) = sum((diag(s_a) C diag(s_b)) * (vt_a vt_b^T)) + n mean_a . mean_b``.
+    """
+    xp = array_namespace(cross)
+    scaled = a.s[:, None] * cross * b.s[None, :]
+    if metric == "cka":
+        num = xp.sum(scaled**2)
+        return 1.0 - float(num / (xp.sqrt(xp.sum(a.s**4)) * xp.sqrt(xp.sum(b.s**4))))
+    n = a.n_datapoints
+    xy = xp.sum(scaled * (a.vt @ b.vt.T)) + n * xp.sum(a.mean * b.mean)
+    xx = xp.sum(a.s**2) + n * xp.sum(a.mean**2)
+    yy = xp.sum(b.s**2) + n * xp.sum(b.mean**2)
+    if metric == "cosine":
+        return 1.0 - float(xy / xp.sqrt(xx * yy))
+    return float(xp.sqrt(xp.clip(xx + yy - 2 * xy, 0.0, None) / n))
 
 
 def _weighted_mean(projections, rho) -> float:
@@ -264,6 +302,7 @@ def compare(
             "compare() needs bases with q materialised (from prepare()); a streamed basis is "
             "compared by the engine, which forms q chunk by chunk."
         )
+    check_aligned(metric, a.n_neurons, b.n_neurons)
     if a.n_datapoints != b.n_datapoints:
         raise CcaScaleError(
             f"The two bases have different numbers of datapoints: {a.n_datapoints} and "
