@@ -21,6 +21,7 @@ from cca_scale.core import (
     pwcca_distance,
     svcca_distance,
 )
+from cca_scale.engine import Comparison, compare, load_distances, save_distances, submit
 from cca_scale.errors import (
     ActivationError,
     CcaScaleError,
@@ -31,6 +32,8 @@ from cca_scale.errors import (
     StoreError,
 )
 
+from cca_scale.matrix import DistanceMatrix
+
 try:
     __version__ = _version("cca-scale")
 except PackageNotFoundError:  # running from a source tree that was not installed
@@ -39,23 +42,29 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 __all__ = [
     "ActivationError",
     "Basis",
+    "cca",
     "CCAResult",
     "CcaScaleError",
-    "InvalidNameError",
-    "LayerNotFoundError",
-    "NetworkNotFoundError",
-    "PairResult",
-    "StoreConflictError",
-    "StoreError",
-    "__version__",
-    "cca",
     "cka_distance",
+    "compare",
     "compare_bases",
+    "Comparison",
     "cosine_distance",
+    "DistanceMatrix",
     "euclidean_distance",
     "flatten_conv",
+    "InvalidNameError",
+    "LayerNotFoundError",
+    "load_distances",
     "mean_cca_distance",
+    "NetworkNotFoundError",
+    "PairResult",
     "prepare",
     "pwcca_distance",
+    "save_distances",
+    "StoreConflictError",
+    "StoreError",
+    "submit",
     "svcca_distance",
+    "__version__",
 ]

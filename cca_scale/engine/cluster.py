@@ -1,0 +1,47 @@
+"""Which Dask client a comparison runs on: the caller's, an address, or an embedded LocalCluster."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["local_worker_count", "open_client", "worker_memory_bytes", "workers_with_gpus"]
+
+
+def local_worker_count() -> int:
+    """Cores this process may use (respects CPU affinity, e.g. under SLURM or taskset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def open_client(*, client=None, scheduler: str | None = None, n_workers: int | None = None,
+                gpu: bool = False):
+    """Return ``(client, owned)``; ``owned`` clients (and their clusters) are closed by the caller.
+
+    No client and no address: an embedded ``LocalCluster`` with one single-threaded worker process
+    per core (each worker's BLAS gets one thread; oversubscription slows BLAS by orders of
+    magnitude), dashboard off. ``gpu=True`` starts a dask-cuda ``LocalCUDACluster`` instead.
+    """
+    if client is not None:
+        return client, False
+    from cca_scale.launch import launch
+
+    if scheduler:
+        return launch("address", address=scheduler), True
+    if gpu:
+        return launch("local-gpu"), True
+    return launch("local", n_workers=n_workers or local_worker_count()), True
+
+
+def worker_memory_bytes(client) -> int:
+    """The smallest memory limit among the workers (0 when unlimited or unknown)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    limits = [m for m in limits if m > 0]
+    return min(limits) if limits else 0
+
+
+def workers_with_gpus(client) -> int:
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return sum(1 for w in workers if (w.get("resources") or {}).get("GPU", 0) >= 1)

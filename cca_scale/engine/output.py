@@ -1,0 +1,351 @@
+"""The comparison output: a Zarr group that is written tile by tile and can always be resumed.
+
+Layout of ``OUT`` (a Zarr v3 group)::
+
+    OUT/zarr.json          attributes["cca_scale"]: format, state, parameters, row/column ids and
+                           attributes, input fingerprints, package versions, timings
+    OUT/distance           (n_rows, n_cols) float64, D[i, j] = d(row i, column j); NaN = not done
+    OUT/rank_row           (n_rows, n_cols) int32, directions of the row layer compared (-1 = n/a)
+    OUT/rank_col           (n_rows, n_cols) int32, the same for the column layer
+    OUT/rho_max, rho_min   (n_rows, n_cols) float64, largest and smallest canonical correlation
+    OUT/tile_done          (n_row_blocks, n_col_blocks) uint8, 1 once a tile's chunks are written
+
+Every per-pair array is chunked ``(tile, tile)``: exactly one chunk per tile, and each chunk is
+written by exactly one task (no sharding, no two writers per chunk; see NOTES on Zarr 3). A tile
+writes its diagnostics, then its distances, then its ``tile_done`` flags; a chunk write is an atomic
+rename on local disk, so a kill at any moment leaves either the old or the new chunk, and a tile
+whose flag is missing is simply recomputed. Attributes are written only by the submitting process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cca_scale.engine.tiles import Tile, n_blocks
+from cca_scale.errors import StoreConflictError, StoreError
+from cca_scale.matrix import DistanceMatrix
+
+__all__ = ["PAIR_ARRAYS", "ComparisonOutput", "load_distances", "save_distances",
+           "write_tile_arrays"]
+
+FORMAT_VERSION = 1
+ATTR_KEY = "cca_scale"
+PAIR_ARRAYS: dict[str, tuple[str, Any]] = {
+    "rank_row": ("int32", -1),
+    "rank_col": ("int32", -1),
+    "rho_max": ("float64", float("nan")),
+    "rho_min": ("float64", float("nan")),
+    "distance": ("float64", float("nan")),  # last: a tile's distances land after its diagnostics
+}
+DONE = "tile_done"
+
+
+def _open_group(path, mode: str):
+    import zarr
+
+    try:
+        return zarr.open_group(store=str(path), mode=mode, zarr_format=3)
+    except FileNotFoundError as exc:
+        raise StoreError(f"No comparison output at {str(path)!r}.") from exc
+
+
+def _json_safe(value):
+    """Plain JSON types from numpy/pandas scalars; NaN becomes None."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
+
+
+def info_to_records(info: pd.DataFrame) -> list[dict]:
+    return [_json_safe({"label": label, **row}) for label, row in
+            zip(info.index, info.to_dict(orient="records"))]
+
+
+def records_to_info(records: list[dict]) -> pd.DataFrame:
+    if not records:
+        return pd.DataFrame(index=pd.Index([], name="network"))
+    frame = pd.DataFrame.from_records(records).set_index("label")
+    frame.index.name = "network"
+    return frame.convert_dtypes(dtype_backend="numpy_nullable").infer_objects()
+
+
+@dataclass
+class ResumeState:
+    """What a run found in its output before starting: ``done`` of ``total`` tiles complete."""
+
+    done: int
+    total: int
+    created: bool
+    extended: bool
+
+    def line(self) -> str:
+        return f"resuming: {self.done} of {self.total} tiles already done"
+
+
+class ComparisonOutput:
+    """An output group, opened by the submitting process (the only one writing attributes)."""
+
+    def __init__(self, path, group):
+        self.path = str(path)
+        self.group = group
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path) -> "ComparisonOutput":
+        group = _open_group(path, "r")
+        if ATTR_KEY not in group.attrs:
+            raise StoreError(f"{str(path)!r} is a Zarr group but not a cca_scale comparison output.")
+        return cls(path, group)
+
+    @property
+    def meta(self) -> dict:
+        return dict(self.group.attrs[ATTR_KEY])
+
+    @classmethod
+    def prepare(cls, path, *, params: dict, rows: list[dict], cols: list[dict], square: bool,
+                tile: int | None, default_tile: int, overwrite: bool,
+                extra_meta: dict) -> tuple["ComparisonOutput", ResumeState, int]:
+        """Create ``path``, or reopen it for the same parameters (resume / extension).
+
+        ``rows``/``cols`` are item records with at least ``label`` and ``write_id``. Returns the
+        output, the resume state and the tile size in force. Different parameters, or changed or
+        reordered inputs, are refused unless ``overwrite``.
+        """
+        import zarr
+
+        existing = None
+        try:
+            existing = zarr.open_group(store=str(path), mode="r", zarr_format=3)
+        except FileNotFoundError:
+            existing = None
+        except (zarr.errors.BaseZarrError, ValueError) as exc:  # a Zarr array, or not Zarr at all
+            if not overwrite:
+                raise StoreError(
+                    f"{str(path)!r} exists and is not a cca_scale comparison output "
+                    f"({type(exc).__name__}). Choose another --out or pass --overwrite."
+                ) from exc
+        if existing is not None:
+            meta = existing.attrs.get(ATTR_KEY)
+            if meta is None or meta.get("state") == "creating":
+                if meta is None and len(list(existing.keys())) and not overwrite:
+                    raise StoreError(
+                        f"{str(path)!r} is a Zarr group that is not a cca_scale comparison output; "
+                        "choose another --out or pass --overwrite."
+                    )
+                overwrite = True  # an interrupted creation: nothing was computed yet
+            elif not overwrite:
+                out = cls(path, zarr.open_group(store=str(path), mode="r+", zarr_format=3))
+                tile_in_force = out._check_compatible(params, rows, cols, tile)
+                state = out._extend(rows, cols, square, tile_in_force)
+                return out, state, tile_in_force
+        tile = tile or default_tile
+        out = cls._create(path, params=params, rows=rows, cols=cols, square=square, tile=tile,
+                          extra_meta=extra_meta)
+        total = sum(1 for _ in _tiles(len(rows), len(cols), tile, square))
+        return out, ResumeState(0, total, created=True, extended=False), tile
+
+    @classmethod
+    def _create(cls, path, *, params, rows, cols, square, tile, extra_meta):
+        import zarr
+
+        group = zarr.open_group(store=str(path), mode="w", zarr_format=3)
+        meta = {"format": FORMAT_VERSION, "state": "creating", "params": _json_safe(params),
+                "tile": tile, "square": square, "rows": rows, "cols": cols,
+                **_json_safe(extra_meta)}
+        group.attrs[ATTR_KEY] = meta
+        shape = (len(rows), len(cols))
+        for name, (dtype, fill) in PAIR_ARRAYS.items():
+            group.create_array(name, shape=shape, chunks=(tile, tile), dtype=dtype,
+                               fill_value=fill)
+        group.create_array(DONE, shape=(n_blocks(shape[0], tile), n_blocks(shape[1], tile)),
+                           chunks=(1, 1), dtype="uint8", fill_value=0, compressors=None)
+        meta["state"] = "ready"
+        group.attrs[ATTR_KEY] = meta
+        return cls(path, group)
+
+    def _check_compatible(self, params, rows, cols, tile) -> int:
+        meta = self.meta
+        old = meta["params"]
+        new = _json_safe(params)
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+            raise StoreConflictError(
+                f"{self.path!r} holds a comparison with other parameters ({shown}). Use another "
+                "--out, or pass --overwrite to discard it."
+            )
+        if tile is not None and tile != meta["tile"]:
+            raise StoreConflictError(
+                f"{self.path!r} was computed with --tile {meta['tile']}; resuming needs the same "
+                "tile size. Omit --tile, or pass --overwrite to start again."
+            )
+        for axis, old_items, new_items in (("row", meta["rows"], rows), ("column", meta["cols"], cols)):
+            old_labels = [r["label"] for r in old_items]
+            new_labels = [r["label"] for r in new_items]
+            if new_labels[:len(old_labels)] != old_labels:
+                raise StoreConflictError(
+                    f"The {axis} networks of {self.path!r} are no longer a prefix of the selection "
+                    "(networks were removed or reordered). Pass --overwrite to recompute."
+                )
+            changed = [o["label"] for o, n in zip(old_items, new_items)
+                       if o.get("write_id") != n.get("write_id")]
+            if changed:
+                raise StoreConflictError(
+                    f"The activations of {changed[:5]} changed since {self.path!r} was computed. "
+                    "Pass --overwrite to recompute."
+                )
+        return int(meta["tile"])
+
+    def _extend(self, rows, cols, square, tile) -> ResumeState:
+        """Grow the arrays for networks added since (old positions keep their values)."""
+        meta = self.meta
+        old_shape = (len(meta["rows"]), len(meta["cols"]))
+        new_shape = (len(rows), len(cols))
+        extended = new_shape != old_shape
+        if extended:
+            for name in PAIR_ARRAYS:
+                self.group[name].resize(new_shape)
+            done = self.group[DONE]
+            done_before = done[...]
+            new_blocks = (n_blocks(new_shape[0], tile), n_blocks(new_shape[1], tile))
+            done.resize(new_blocks)
+            # A block that was partial before now has new positions: it is no longer done.
+            for axis, (old_n, new_n) in enumerate(zip(old_shape, new_shape)):
+                if old_n != new_n and old_n % tile:
+                    edge = old_n // tile
+                    if axis == 0 and edge < done_before.shape[0]:
+                        done[edge, :] = 0
+                    elif axis == 1 and edge < done_before.shape[1]:
+                        done[:, edge] = 0
+            meta["rows"], meta["cols"] = rows, cols
+            self.group.attrs[ATTR_KEY] = meta
+        mask = self.done_mask()
+        tiles = list(_tiles(len(rows), len(cols), tile, square))
+        done = sum(1 for t in tiles if mask[t.bi, t.bj])
+        return ResumeState(done, len(tiles), created=False, extended=extended)
+
+    # -- state ---------------------------------------------------------------------------------
+    def done_mask(self) -> np.ndarray:
+        return np.asarray(self.group[DONE][...], dtype=bool)
+
+    def update_meta(self, **fields) -> None:
+        meta = self.meta
+        meta.update(_json_safe(fields))
+        self.group.attrs[ATTR_KEY] = meta
+
+    def read(self) -> DistanceMatrix:
+        return _read_matrix(self.group, self.path)
+
+
+def _tiles(n_rows, n_cols, tile, square):
+    from cca_scale.engine.tiles import iter_tiles
+
+    return iter_tiles(n_rows, n_cols, tile, square=square)
+
+
+def write_tile_arrays(path: str, tile: Tile, blocks: dict[str, np.ndarray],
+                      mirrored: dict[str, np.ndarray] | None) -> None:
+    """Worker side: write one tile's chunks (and its mirror's), then its done flags."""
+    import zarr
+
+    group = zarr.open_group(store=path, mode="r+", zarr_format=3)
+    for name in PAIR_ARRAYS:  # diagnostics first, distance last
+        arr = group[name]
+        arr[tile.r0:tile.r1, tile.c0:tile.c1] = blocks[name]
+        if mirrored is not None and not tile.diagonal:
+            arr[tile.c0:tile.c1, tile.r0:tile.r1] = mirrored[name]
+    done = group[DONE]
+    done[tile.bi, tile.bj] = 1
+    if tile.mirrored:
+        done[tile.bj, tile.bi] = 1
+
+
+def read_tile_block(path: str, tile: Tile) -> tuple[np.ndarray, np.ndarray | None]:
+    """The current distance chunk of a tile (and of its mirror): NaN marks pairs still to do."""
+    import zarr
+
+    arr = zarr.open_array(store=path, path="distance", mode="r", zarr_format=3)
+    block = arr[tile.r0:tile.r1, tile.c0:tile.c1]
+    mirror = arr[tile.c0:tile.c1, tile.r0:tile.r1] if tile.mirrored else None
+    return np.asarray(block), (None if mirror is None else np.asarray(mirror))
+
+
+def _read_matrix(group, path) -> DistanceMatrix:
+    meta = dict(group.attrs[ATTR_KEY])
+    if meta.get("state") == "creating":
+        raise StoreError(f"{path!r} was interrupted while being created; rerun the comparison.")
+    rows, cols = meta.pop("rows"), meta.pop("cols")
+    diagnostics = {name: np.asarray(group[name][...]) for name in PAIR_ARRAYS if name != "distance"}
+    values = np.asarray(group["distance"][...], dtype=np.float64)
+    flat = dict(meta.pop("params", {}))
+    flat.update({k: v for k, v in meta.items()})
+    return DistanceMatrix(values, [r["label"] for r in rows], [c["label"] for c in cols], flat,
+                          records_to_info(rows), records_to_info(cols), diagnostics)
+
+
+def load_distances(path) -> DistanceMatrix:
+    """Read a comparison output (from :func:`cca_scale.compare` or :func:`save_distances`).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The output group (a local path or an fsspec URL).
+
+    Returns
+    -------
+    DistanceMatrix
+        Pairs not computed yet (an interrupted run) are NaN; see ``DistanceMatrix.complete``.
+    """
+    group = _open_group(path, "r")
+    if ATTR_KEY not in group.attrs:
+        raise StoreError(f"{str(path)!r} is a Zarr group but not a cca_scale comparison output.")
+    return _read_matrix(group, str(path))
+
+
+def save_distances(matrix: DistanceMatrix, path, *, overwrite: bool = False) -> None:
+    """Write a DistanceMatrix in the comparison-output layout, readable by :func:`load_distances`."""
+    import zarr
+
+    try:
+        zarr.open_group(store=str(path), mode="r", zarr_format=3)
+        exists = True
+    except FileNotFoundError:
+        exists = False
+    except (zarr.errors.BaseZarrError, ValueError):
+        exists = True
+    if exists and not overwrite:
+        raise StoreConflictError(f"{str(path)!r} exists; pass overwrite=True to replace it.")
+    n_rows, n_cols = matrix.shape
+    tile = max(1, max(n_rows, n_cols))
+    rows = info_to_records(matrix.row_info)
+    cols = info_to_records(matrix.col_info)
+    meta = {k: v for k, v in matrix.metadata.items() if k not in ("rows", "cols")}
+    out = ComparisonOutput._create(path, params=meta.pop("params", {}), rows=rows, cols=cols,
+                                   square=matrix.is_square, tile=tile,
+                                   extra_meta={k: v for k, v in meta.items()
+                                               if k not in ("format", "state", "tile", "square")})
+    group = out.group
+    group["distance"][...] = matrix.values
+    for name in PAIR_ARRAYS:
+        if name in matrix.diagnostics:
+            group[name][...] = matrix.diagnostics[name]
+    group[DONE][...] = 1
+    out.update_meta(complete=bool(matrix.complete))

@@ -1,0 +1,214 @@
+"""Functions that run on Dask workers. They return small NumPy results, never CuPy arrays
+(CuPy between workers over TCP needs numba), and write their own output chunks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cca_scale.core.basis import Basis, BasisAccumulator
+from cca_scale.core.pairs import SvccaSide, pair_distances, svcca_rank
+from cca_scale.core.validation import describe
+from cca_scale.engine.output import PAIR_ARRAYS, write_tile_arrays
+from cca_scale.engine.tiles import Tile
+
+__all__ = ["array_module", "prepare_task", "tile_task", "TileSpec", "TileSummary"]
+
+BACKENDS = ("numpy", "cupy")
+
+
+def array_module(backend: str):
+    """The array module of a backend name. CuPy is imported only when asked for."""
+    if backend == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def prepare_task(reader, *, dtype: str, backend: str, rtol: float | None = None) -> Basis:
+    """Factor one network's layer by streaming over its datapoint chunks (memory ~ chunk + d^2).
+
+    Returns a NumPy :class:`Basis` without ``q``: O(n_neurons^2) numbers, cheap to move, and a task
+    result, so the scheduler recomputes it if the worker holding it dies.
+    """
+    xp = array_module(backend)
+    who = describe("x", network=reader.network, layer=reader.layer)
+    acc = BasisAccumulator(dtype=dtype, rtol=rtol, who=who)
+    for chunk in reader.iter_chunks():
+        acc.update(xp.asarray(chunk))
+    return acc.finalize().to(np)
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """Everything a tile task needs besides the bases (which arrive as task results)."""
+
+    out_path: str
+    tile: Tile
+    row_readers: tuple
+    col_readers: tuple
+    metric: str
+    variant: str
+    keep: Any
+    epsilon: float
+    dtype: str
+    backend: str
+    chunk_rows: int
+
+
+@dataclass
+class TileSummary:
+    """What a finished tile reports back: counts and seconds, for progress and benchmarks."""
+
+    bi: int
+    bj: int
+    pairs: int
+    gemm_flops: float
+    seconds: dict = field(default_factory=dict)
+    started: float = 0.0  # wall clock (time.time()) on the worker
+    finished: float = 0.0
+
+
+def _read_existing(out_path: str, tile: Tile) -> tuple[dict, dict | None]:
+    import zarr
+
+    group = zarr.open_group(store=out_path, mode="r", zarr_format=3)
+    block = {name: np.asarray(group[name][tile.r0:tile.r1, tile.c0:tile.c1]) for name in PAIR_ARRAYS}
+    mirror = None
+    if tile.mirrored and not tile.diagonal:
+        mirror = {name: np.asarray(group[name][tile.c0:tile.c1, tile.r0:tile.r1])
+                  for name in PAIR_ARRAYS}
+    return block, mirror
+
+
+def _truncated(basis: Basis, k: int) -> Basis:
+    return Basis(q=None, s=basis.s[:k], vt=basis.vt[:k], mean=basis.mean,
+                 n_datapoints=basis.n_datapoints, rtol=basis.rtol)
+
+
+def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) -> TileSummary:
+    """Compute and write one tile: all its missing pairs from one stacked cross product.
+
+    Streams the datapoints in chunks of ``spec.chunk_rows``: each network's chunk is mapped to its
+    orthonormal coordinates ``(X - mean) @ whitener`` into a stacked buffer, and the tile's cross
+    products accumulate as one GEMM ``[Q_rows]^T [Q_cols]`` per chunk (a SYRK on diagonal tiles).
+    Then each pair is a small kernel on its block. Pairs already present in the output (a resumed
+    or extended run) are kept, not recomputed.
+    """
+    timings = {"io": 0.0, "project": 0.0, "gemm": 0.0, "pairs": 0.0, "write": 0.0}
+    wall_start = time.time()
+    t = time.perf_counter()
+    tile = spec.tile
+    xp = array_module(spec.backend)
+    dtype = np.dtype(spec.dtype)
+    block, mirror = _read_existing(spec.out_path, tile)
+    n_r, n_c = tile.r1 - tile.r0, tile.c1 - tile.c0
+    todo = np.isnan(block["distance"])
+    if mirror is not None:
+        todo |= np.isnan(mirror["distance"]).T
+    if tile.diagonal:
+        todo = np.triu(todo | todo.T)  # each unordered pair once; (i, i) stays for its diagnostics
+    timings["io"] += time.perf_counter() - t
+
+    rows_needed = np.flatnonzero(todo.any(axis=1))
+    cols_needed = np.flatnonzero(todo.any(axis=0))
+    gemm_flops = 0.0
+    pairs = 0
+    if rows_needed.size:
+        svcca = spec.metric == "svcca"
+        kernel_metric = "mean_cca" if svcca else spec.metric
+
+        def on_device(bases, needed):
+            out = []
+            for i in needed:
+                b = bases[i]
+                if svcca:
+                    b = _truncated(b, svcca_rank(b.s, spec.keep))
+                b = Basis(q=None, s=b.s.astype(dtype), vt=b.vt.astype(dtype),
+                          mean=b.mean.astype(dtype), n_datapoints=b.n_datapoints, rtol=b.rtol)
+                out.append(b.to(xp))
+            return out
+
+        same = tile.diagonal and np.array_equal(rows_needed, cols_needed)
+        r_bases = on_device(row_bases, rows_needed)
+        c_bases = r_bases if same else on_device(col_bases, cols_needed)
+        r_readers = [spec.row_readers[i] for i in rows_needed]
+        c_readers = r_readers if same else [spec.col_readers[j] for j in cols_needed]
+        r_off = np.concatenate([[0], np.cumsum([b.rank for b in r_bases])])
+        c_off = r_off if same else np.concatenate([[0], np.cumsum([b.rank for b in c_bases])])
+        maps = [(b.mean[None, :], b.whitener) for b in r_bases]
+        c_maps = maps if same else [(b.mean[None, :], b.whitener) for b in c_bases]
+        n = r_bases[0].n_datapoints
+        cross = xp.zeros((int(r_off[-1]), int(c_off[-1])), dtype=dtype)
+        for start in range(0, n, spec.chunk_rows):
+            stop = min(n, start + spec.chunk_rows)
+            q_r = _stack(xp, dtype, r_readers, maps, r_off, start, stop, timings)
+            q_c = q_r if same else _stack(xp, dtype, c_readers, c_maps, c_off, start, stop, timings)
+            t = time.perf_counter()
+            cross += q_r.T @ q_c
+            _sync(xp)
+            timings["gemm"] += time.perf_counter() - t
+
+        t = time.perf_counter()
+        sides_r = sides_c = None
+        if spec.metric == "pwcca" and spec.variant == "svcca":
+            sides_r = [SvccaSide.of(b) for b in r_bases]
+            sides_c = sides_r if same else [SvccaSide.of(b) for b in c_bases]
+        both = tile.mirrored
+        for a, i in enumerate(rows_needed):
+            for b, j in enumerate(cols_needed):
+                if not todo[i, j]:
+                    continue
+                c_ij = cross[r_off[a]:r_off[a + 1], c_off[b]:c_off[b + 1]]
+                sides = None if sides_r is None else (sides_r[a], sides_c[b])
+                res = pair_distances(c_ij, r_bases[a], c_bases[b], metric=kernel_metric,
+                                     variant=spec.variant, keep=spec.keep, epsilon=spec.epsilon,
+                                     sides=sides, both=both)
+                forward = 0.0 if tile.diagonal and i == j else res.forward
+                _put(block, i, j, forward, res.rank_a, res.rank_b, res.rho_max, res.rho_min)
+                if both:
+                    target = block if tile.diagonal else mirror
+                    ti, tj = (j, i)
+                    _put(target, ti, tj, 0.0 if tile.diagonal and i == j else res.backward,
+                         res.rank_b, res.rank_a, res.rho_max, res.rho_min)
+                if i != j or not tile.diagonal:
+                    pairs += 2 if both else 1
+                    gemm_flops += 2.0 * n * r_bases[a].rank * c_bases[b].rank
+        timings["pairs"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    write_tile_arrays(spec.out_path, tile, block, mirror)
+    timings["write"] += time.perf_counter() - t
+    return TileSummary(tile.bi, tile.bj, pairs, gemm_flops, timings, wall_start, time.time())
+
+
+def _put(block: dict, i: int, j: int, distance: float, rank_row: int, rank_col: int,
+         rho_max: float, rho_min: float) -> None:
+    block["distance"][i, j] = distance
+    block["rank_row"][i, j] = rank_row
+    block["rank_col"][i, j] = rank_col
+    block["rho_max"][i, j] = rho_max
+    block["rho_min"][i, j] = rho_min
+
+
+def _stack(xp, dtype, readers, maps, offsets, start, stop, timings):
+    """Orthonormal coordinates of datapoints ``[start, stop)`` of each network, side by side."""
+    out = xp.empty((stop - start, int(offsets[-1])), dtype=dtype)
+    for k, (reader, (mean, whitener)) in enumerate(zip(readers, maps)):
+        t = time.perf_counter()
+        chunk = xp.asarray(reader.read(start, stop), dtype=dtype)
+        timings["io"] += time.perf_counter() - t
+        t = time.perf_counter()
+        out[:, offsets[k]:offsets[k + 1]] = (chunk - mean) @ whitener
+        timings["project"] += time.perf_counter() - t
+    return out
+
+
+def _sync(xp) -> None:
+    if xp is not np:
+        xp.cuda.Stream.null.synchronize()
