@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from cca_scale.errors import CcaScaleError
 
 # Order shown in --help. Each name is a module of this package.
 COMMANDS = ("demo", "ingest", "info", "compare", "export", "cluster", "groups", "dynamics",
-            "bench")
+            "bench", "tls_certs")
 
 DESCRIPTION = """\
 Compare the internal representations of many neural networks with projection weighted CCA
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.debug:
+        # Dask reads this when imported, here and in the worker processes it starts.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     try:
         return int(args.run(args) or 0)
     except CcaScaleError as exc:
@@ -72,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"cca-scale {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"cca-scale {args.command}: interrupted; rerun the same command to resume.",
               file=sys.stderr)

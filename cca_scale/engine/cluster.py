@@ -31,7 +31,8 @@ def open_client(*, client=None, scheduler: str | None = None, n_workers: int | N
         return launch("address", address=scheduler), True
     if gpu:
         return launch("local-gpu"), True
-    return launch("local", n_workers=n_workers or local_worker_count()), True
+    return launch("local", n_workers=n_workers or local_worker_count(),
+                  dashboard_address=None), True
 
 
 def worker_memory_bytes(client) -> int:

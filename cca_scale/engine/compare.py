@@ -89,8 +89,9 @@ def _choose_steps(store, network: str, layer: str, step: StepSpec) -> list[int |
     return [int(step)]
 
 
-def _choose_timesteps(store, network: str, layer: str, timestep) -> list[int | None]:
-    timesteps = list(store.timesteps(network, layer)) if hasattr(store, "timesteps") else []
+def _choose_timesteps(store, network: str, layer: str, timestep,
+                      step: int | None = None) -> list[int | None]:
+    timesteps = list(store.timesteps(network, layer, step)) if hasattr(store, "timesteps") else []
     if timestep is None:
         if timesteps:
             raise CcaScaleError(
@@ -131,7 +132,7 @@ def resolve_items(store, *, layer: str, networks=None, step: StepSpec = None,
     items = []
     for net in ids:
         for s in _choose_steps(store, net, layer, step):
-            for t in _choose_timesteps(store, net, layer, timestep):
+            for t in _choose_timesteps(store, net, layer, timestep, s):
                 label = net
                 if step == "all":
                     label += f"@{s}"
@@ -193,6 +194,7 @@ class Comparison:
     pairs_total: int = 0
     started: float = field(default_factory=time.perf_counter)
     summaries: list[TileSummary] = field(default_factory=list)
+    _completed: set = field(default_factory=set)
     _cluster_closed: bool = False
 
     @property
@@ -201,8 +203,8 @@ class Comparison:
 
     def progress(self) -> tuple[int, int]:
         """``(tiles done, tiles total)``, counting tiles done by earlier runs."""
-        finished = sum(1 for f in self.futures if f.status == "finished")
-        return self.resume.done + finished, self.resume.total
+        finished = self._completed | {f.key for f in self.futures if f.status == "finished"}
+        return self.resume.done + len(finished), self.resume.total
 
     def done(self) -> bool:
         return all(f.done() for f in self.futures)
@@ -218,6 +220,7 @@ class Comparison:
             for future in as_completed(self.futures):
                 summary = future.result()  # raises the task's own error
                 self.summaries.append(summary)
+                self._completed.add(future.key)
                 future.release()  # the result is saved in the output; let the cluster forget it
                 if on_tile is not None:
                     on_tile(summary)
@@ -406,6 +409,12 @@ def _submit_tiles(handle: Comparison, rows, cols, row_readers, col_readers, *, s
     row_basis = {i: basis_future(row_readers[i]) for i in needed_rows}
     col_basis = row_basis if square else {j: basis_future(col_readers[j]) for j in needed_cols}
     run = tokenize(handle.out.path, time.time())
+    # Stream in blocks aligned to the store's chunks: a misaligned block decodes a chunk twice.
+    stored = max(int(getattr(r, "chunk_rows", 0) or 0) for r in row_readers + col_readers)
+    if stored >= chunk_rows:
+        chunk_rows = stored
+    elif stored:
+        chunk_rows = max(stored, (chunk_rows // stored) * stored)
     for t in tiles:
         spec = TileSpec(
             out_path=handle.out.path, tile=t,
