@@ -265,12 +265,17 @@ def _baseline_distance(cross, a: Basis, b: Basis, metric: str) -> float:
         num = xp.sum(scaled**2)
         return 1.0 - float(num / (xp.sqrt(xp.sum(a.s**4)) * xp.sqrt(xp.sum(b.s**4))))
     n = a.n_datapoints
-    xy = xp.sum(scaled * (a.vt @ b.vt.T)) + n * xp.sum(a.mean * b.mean)
-    xx = xp.sum(a.s**2) + n * xp.sum(a.mean**2)
-    yy = xp.sum(b.s**2) + n * xp.sum(b.mean**2)
+    xy_c = xp.sum(scaled * (a.vt @ b.vt.T))  # tr(Xc^T Yc)
+    xx_c, yy_c = xp.sum(a.s**2), xp.sum(b.s**2)
     if metric == "cosine":
+        xy = xy_c + n * xp.sum(a.mean * b.mean)
+        xx = xx_c + n * xp.sum(a.mean**2)
+        yy = yy_c + n * xp.sum(b.mean**2)
         return 1.0 - float(xy / xp.sqrt(xx * yy))
-    return float(xp.sqrt(xp.clip(xx + yy - 2 * xy, 0.0, None) / n))
+    # ||X - Y||^2 = ||Xc - Yc||^2 + n ||mean_x - mean_y||^2, the mean part as an exact difference.
+    # The centred part cancels for nearly equal layers: absolute error ~ sqrt(eps) * ||Xc||.
+    sq = xx_c + yy_c - 2 * xy_c
+    return float(xp.sqrt((xp.clip(sq, 0.0, None) + n * xp.sum((a.mean - b.mean) ** 2)) / n))
 
 
 def _weighted_mean(projections, rho) -> float:
