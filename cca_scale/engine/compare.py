@@ -8,8 +8,6 @@ recomputation of what it held.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -154,14 +152,6 @@ def _item_records(store, items: list[Item], readers: list) -> tuple[list[dict], 
         records.append(row)
     info = pd.DataFrame.from_records(records).set_index("label")
     return info_to_records(info), info
-
-
-def _fingerprint(readers, n_datapoints: int) -> str:
-    h = hashlib.sha256(str(n_datapoints).encode())
-    for r in readers:
-        h.update(json.dumps([r.network, r.layer, r.step, getattr(r, "timestep", None),
-                             r.write_id]).encode())
-    return h.hexdigest()
 
 
 def _versions(backend: str) -> dict:
@@ -358,8 +348,8 @@ def submit(
         default_tile = tile_size(max(len(rows), len(cols)), max_rank=max_neurons,
                                  max_neurons=max_neurons, chunk_rows=chunk_rows,
                                  memory_bytes=budget, itemsize=np.dtype(dtype).itemsize)
-        extra = {"store": store.path, "input_fingerprint": _fingerprint(
-                     row_readers + ([] if square else col_readers), params["n_datapoints"]),
+        extra = {"store": store.path, "input_fingerprint": store.content_fingerprint(
+                     row_readers + ([] if square else col_readers)),
                  "versions": _versions(backend), "backend": backend,
                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         out, resume, tile_in_force = ComparisonOutput.prepare(

@@ -1,0 +1,869 @@
+"""The activation store: many networks' layer activations in one Zarr (v3) store.
+
+The on-disk layout is documented in :mod:`cca_scale.store.layout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import json
+import numbers
+import os
+import threading
+import time
+import uuid
+from typing import Any, Iterable
+
+import numpy as np
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from cca_scale.core.validation import describe, resolve_dtype
+from cca_scale.errors import (
+    InvalidNameError,
+    LayerNotFoundError,
+    NetworkNotFoundError,
+    StoreConflictError,
+    StoreError,
+)
+from cca_scale.store import layout
+from cca_scale.store.location import Location, delete_node, move_node, node_exists
+from cca_scale.store.names import check_attrs, check_name, check_step, check_timesteps_index
+from cca_scale.store.reader import LayerReader
+from cca_scale.store.writer import LayerWriter, iter_batches
+
+__all__ = ["ActivationStore"]
+
+_MODES = ("r", "a")
+_clock_lock = threading.Lock()
+_last_ns = 0
+
+
+def _now_ns() -> int:
+    """Wall-clock nanoseconds, strictly increasing within this process."""
+    global _last_ns
+    with _clock_lock:
+        _last_ns = max(time.time_ns(), _last_ns + 1)
+        return _last_ns
+
+
+def _iso(ns: int | None = None) -> str:
+    ts = (ns if ns is not None else time.time_ns()) / 1e9
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _some(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _check_n_datapoints(n: Any) -> int | None:
+    if n is None:
+        return None
+    if isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)) and n >= 2:
+        return int(n)
+    raise StoreError(
+        f"The 'n_datapoints' parameter must be None or an integer >= 2. Got {n!r} instead."
+    )
+
+
+def _check_fingerprint(fingerprint: Any) -> str | None:
+    if fingerprint is None:
+        return None
+    if isinstance(fingerprint, str) and fingerprint and fingerprint.isprintable():
+        return fingerprint
+    raise StoreError(
+        "The 'fingerprint' parameter must be None or a non-empty printable string identifying "
+        f"the dataset (e.g. 'cifar10-test-10k'). Got {fingerprint!r} instead."
+    )
+
+
+def _check_chunk_rows(chunk_rows: Any) -> int | None:
+    if chunk_rows is None:
+        return None
+    if (isinstance(chunk_rows, numbers.Integral) and not isinstance(chunk_rows, bool)
+            and chunk_rows >= 1):
+        return int(chunk_rows)
+    raise StoreError(
+        "The 'chunk_rows' parameter must be None or a positive integer. "
+        f"Got {chunk_rows!r} instead."
+    )
+
+
+def _check_collision(existing: Iterable[str], name: str, kind: str) -> None:
+    folded = name.casefold()
+    for other in existing:
+        if other != name and other.casefold() == folded:
+            raise InvalidNameError(
+                f"invalid name for a {kind}: {name!r} differs from the existing {kind} {other!r} "
+                "only by case, so the two would collide on case-insensitive file systems "
+                f"(macOS, Windows). Use {other!r} or a different name."
+            )
+
+
+class ActivationStore:
+    """Layer activations of many networks, over one shared set of datapoints.
+
+    Create one with :meth:`create`, open an existing one with :meth:`open`. Each layer is an array
+    of shape ``(n_datapoints, n_neurons)`` (datapoints in the same order in every layer), stored
+    chunked along datapoints; a layer may also be stored per training ``step``, and recurrent
+    layers per sequence timestep. Networks carry attributes (learning rate, seed, ...) that can be
+    listed as a table and queried. See :mod:`cca_scale.store.layout` for the layout on disk.
+
+    Writes are checked first and staged: a refused or failed write leaves the store exactly as it
+    was. Several processes may write *different* networks at once, provided the datapoint count
+    was fixed when the store was created (``n_datapoints=``); without it, the first write records
+    the count and must come from a single process.
+
+    Examples
+    --------
+    >>> import numpy as np, zarr
+    >>> store = ActivationStore.create(zarr.storage.MemoryStore(), n_datapoints=100)
+    >>> store.add("net0", "fc1", np.ones((100, 8)) * np.arange(8), attrs={"lr": 0.01})
+    >>> store.networks("lr == 0.01"), store.layers("net0")
+    (['net0'], ['fc1'])
+    >>> store.reader("net0", "fc1").shape
+    (100, 8)
+    """
+
+    def __init__(self, location: Location, root: zarr.Group, *, mode: str):
+        # Private: use ActivationStore.create or ActivationStore.open.
+        self._location = location
+        self._root = root
+        self._mode = mode
+
+    def __getstate__(self):
+        # Pickles as an address (reopened on arrival), never as open Zarr objects.
+        return {"location": self._location, "mode": self._mode}
+
+    def __setstate__(self, state):
+        location, mode = state["location"], state["mode"]
+        root = zarr.open_group(location.zarr_store(read_only=mode == "r"),
+                               mode="r" if mode == "r" else "r+", zarr_format=3)
+        self.__init__(location, root, mode=mode)
+
+    # -- creating and opening ----------------------------------------------------------------------
+    @classmethod
+    def create(cls, path, *, n_datapoints: int | None = None, fingerprint: str | None = None,
+               storage_options: dict | None = None, overwrite: bool = False) -> "ActivationStore":
+        """Create an empty store and open it for writing (mode ``'a'``).
+
+        Parameters
+        ----------
+        path : str, os.PathLike or zarr.storage.MemoryStore
+            A local directory (``'acts.zarr'``), an fsspec URL (``'s3://bucket/acts.zarr'``,
+            ``'memory://acts'``) or an in-memory store (readable in this process only).
+        n_datapoints : int, optional
+            Number of datapoints every layer must have. Give it when several processes will
+            write at once; if None, the first write records it (single writer until then).
+        fingerprint : str, optional
+            Your identifier of the dataset and its order (e.g. a hash of the inputs); a write
+            that passes a different one is refused.
+        storage_options : dict, optional
+            Passed to fsspec for URLs.
+        overwrite : bool, default False
+            Replace an existing activation store at ``path``. Data that is not an activation
+            store is never overwritten.
+
+        Raises
+        ------
+        StoreConflictError
+            An activation store already exists at ``path`` and ``overwrite`` is False.
+        StoreError
+            ``path`` holds other data, or a parameter is invalid.
+        """
+        n_datapoints = _check_n_datapoints(n_datapoints)
+        fingerprint = _check_fingerprint(fingerprint)
+        location = Location.from_user(path, storage_options)
+        state = _probe(location)
+        if state == "ours" and not overwrite:
+            raise StoreConflictError(
+                f"An activation store already exists at {location}. Open it with "
+                "ActivationStore.open(path, mode='a') to add to it, or pass overwrite=True "
+                "(--overwrite) to replace it."
+            )
+        if state == "other":
+            raise StoreError(
+                f"{location} already holds data that is not a cca_scale activation store; "
+                "refusing to write there or delete it. Choose another path."
+            )
+        meta = {"kind": "activation_store", "format": layout.FORMAT,
+                "n_datapoints": n_datapoints, "fingerprint": fingerprint, "created": _iso()}
+        zstore = location.zarr_store(read_only=False)
+        root = zarr.open_group(zstore, mode="w" if state == "ours" else "w-", zarr_format=3,
+                               attributes={layout.KEY: meta})
+        root.create_group(layout.NETWORKS)
+        root.create_group(layout.STAGING)
+        return cls(location, root, mode="a")
+
+    @classmethod
+    def open(cls, path, *, mode: str = "r",
+             storage_options: dict | None = None) -> "ActivationStore":
+        """Open an existing store: ``mode='r'`` read-only (the default), ``'a'`` to add to it."""
+        if mode not in _MODES:
+            raise StoreError(
+                f"The 'mode' parameter of ActivationStore.open must be one of {list(_MODES)}. "
+                f"Got {mode!r} instead."
+            )
+        location = Location.from_user(path, storage_options)
+        missing = StoreError(
+            f"No activation store at {location}. Create one with ActivationStore.create(path) "
+            "or 'cca-scale ingest'."
+        )
+        local_root = os.path.join(location.path, "zarr.json") if location.kind == "local" else None
+        if local_root is not None and not os.path.isfile(local_root):
+            raise missing
+        try:
+            root = zarr.open_group(location.zarr_store(read_only=mode == "r"),
+                                   mode="r" if mode == "r" else "r+", zarr_format=3)
+        except (FileNotFoundError, zarr.errors.NodeTypeValidationError) as exc:
+            raise missing from exc
+        meta = root.attrs.get(layout.KEY)
+        if not isinstance(meta, dict) or meta.get("kind") != "activation_store":
+            raise StoreError(f"{location} is a Zarr group but not a cca_scale activation store.")
+        if meta.get("format", 0) > layout.FORMAT:
+            raise StoreError(
+                f"The activation store at {location} has layout format {meta.get('format')}, "
+                f"newer than this cca_scale understands ({layout.FORMAT}); upgrade cca_scale."
+            )
+        return cls(location, root, mode=mode)
+
+    # -- store-level facts -------------------------------------------------------------------------
+    @property
+    def path(self) -> str | None:
+        """The local path (absolute) or URL; None for an in-memory store."""
+        return self._location.path
+
+    @property
+    def storage_options(self) -> dict | None:
+        return self._location.storage_options
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def location(self) -> Location:
+        return self._location
+
+    def _meta(self) -> dict:
+        meta = self._root.attrs.get(layout.KEY) or {}
+        if meta.get("n_datapoints") is None:  # may have been recorded since by another handle
+            self._reopen()
+            meta = self._root.attrs.get(layout.KEY) or {}
+        return meta
+
+    def _reopen(self) -> None:
+        self._root = zarr.open_group(self._root.store, mode="r" if self._mode == "r" else "r+",
+                                     zarr_format=3)
+
+    @property
+    def n_datapoints(self) -> int | None:
+        """Datapoints in every layer; None until the first write if not given at creation."""
+        return self._meta().get("n_datapoints")
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The user's dataset fingerprint, or None."""
+        return self._meta().get("fingerprint")
+
+    def __repr__(self) -> str:
+        where = repr(self.path) if self.path is not None else str(self._location)
+        return f"ActivationStore({where}, mode={self._mode!r}, n_datapoints={self.n_datapoints})"
+
+    # -- listing -----------------------------------------------------------------------------------
+    def _children(self, prefix: str, node_type: str) -> dict[str, dict]:
+        """{name: attributes} of the child nodes of ``prefix`` whose metadata is in place."""
+        return sync(_child_attributes(self._root.store, prefix, node_type))
+
+    def _network_docs(self) -> list[tuple[str, dict]]:
+        """(network, attributes) of every network, in insertion order."""
+        entries = []
+        for name, doc in self._children(layout.NETWORKS, "group").items():
+            info = doc.get(layout.KEY) or {}
+            if info.get("kind") == "network":
+                entries.append((info.get("created_ns", 0), name, dict(doc.get("attrs") or {})))
+        entries.sort(key=lambda e: (e[0], e[1]))
+        return [(name, attrs) for _, name, attrs in entries]
+
+    def _network_names(self) -> list[str]:
+        return [name for name, _ in self._network_docs()]
+
+    def _not_found(self, network: str) -> NetworkNotFoundError:
+        names = self._network_names()
+        held = (f"It holds {len(names)} networks: {_some(names)}." if names
+                else "It holds no networks yet.")
+        return NetworkNotFoundError(
+            f"network {network!r} is not in the activation store at {self._location}. {held}"
+        )
+
+    def _network_group(self, network: str) -> zarr.Group:
+        network = check_name(network, kind="network")
+        try:
+            group = self._root[layout.network_path(network)]
+        except KeyError:
+            raise self._not_found(network) from None
+        if not isinstance(group, zarr.Group):
+            raise self._not_found(network)
+        return group
+
+    def networks(self, query: str | list[str] | None = None) -> list[str]:
+        """Network ids, in insertion order (networks added later come after older ones).
+
+        Parameters
+        ----------
+        query : None, list of str, or str
+            None: every network. A list of ids: those networks (each must exist), still in
+            insertion order. A string: a ``pandas.DataFrame.query`` expression over the network
+            attributes, e.g. ``"lr == 0.01 and labels == 'true'"``.
+
+        Raises
+        ------
+        NetworkNotFoundError
+            An id in the list is not in the store.
+        StoreError
+            The query cannot be evaluated; the message lists the attribute columns.
+        """
+        if query is None:
+            return self._network_names()
+        if isinstance(query, str):
+            table = self.attributes()
+            try:
+                selected = table.query(query)
+            except Exception as exc:  # pandas raises many types: NameError, SyntaxError, ...
+                columns = ", ".join(repr(c) for c in table.columns) or "none"
+                raise StoreError(
+                    f"Could not evaluate the network query {query!r}: {type(exc).__name__}: {exc}. "
+                    f"Available attribute columns: {columns} (and the index 'network'). "
+                    "Write queries like \"lr == 0.01 and labels == 'true'\"."
+                ) from exc
+            if not hasattr(selected, "index") or getattr(selected, "ndim", 0) != 2:
+                raise StoreError(f"The network query {query!r} did not select rows.")
+            chosen = set(selected.index)
+            return [name for name in table.index if name in chosen]
+        if isinstance(query, (list, tuple, set, frozenset)) or hasattr(query, "__array__"):
+            wanted = [check_name(n, kind="network") for n in list(query)]
+            names = self._network_names()
+            known = set(names)
+            for name in wanted:
+                if name not in known:
+                    held = (f"It holds {len(names)} networks: {_some(names)}." if names
+                            else "It holds no networks yet.")
+                    raise NetworkNotFoundError(
+                        f"network {name!r} is not in the activation store at {self._location}. "
+                        f"{held}"
+                    )
+            wanted_set = set(wanted)
+            return [name for name in names if name in wanted_set]
+        raise StoreError(
+            "The 'query' parameter must be None, a list of network ids or a query string such as "
+            f"\"lr == 0.01\". Got {type(query).__name__} {query!r} instead."
+        )
+
+    def attributes(self, networks: str | list[str] | None = None):
+        """Network attributes as a ``pandas.DataFrame`` indexed by network id (index "network").
+
+        One row per network in insertion order, one column per attribute (missing values are
+        NaN/None). ``networks`` selects rows like :meth:`networks` does.
+        """
+        import pandas as pd
+
+        docs = self._network_docs()
+        if networks is not None:
+            keep = set(self.networks(networks))
+            docs = [(name, attrs) for name, attrs in docs if name in keep]
+        index = pd.Index([name for name, _ in docs], name="network", dtype=object)
+        if not docs:
+            return pd.DataFrame(index=index)
+        return pd.DataFrame.from_records([attrs for _, attrs in docs], index=index)
+
+    def _layer_docs(self, network: str) -> list[str]:
+        """The network's layer names, in the order they were first written."""
+        network = check_name(network, kind="network")
+        if not node_exists(self._root.store, layout.network_path(network)):
+            raise self._not_found(network)
+        entries = [((doc.get(layout.KEY) or {}).get("created_ns", 0), name)
+                   for name, doc in self._children(layout.network_path(network), "group").items()]
+        return [name for _, name in sorted(entries)]
+
+    def layers(self, network: str) -> list[str]:
+        """The network's layer names, in the order they were first written."""
+        return self._layer_docs(network)
+
+    def _arrays(self, network: str, layer: str) -> tuple[list[int], bool]:
+        """(steps, has an array without step) of a layer; raises if there is no such layer."""
+        layer = check_name(layer, kind="layer")
+        names = self._layer_docs(network)
+        if layer not in names:
+            held = f"Its layers are: {_some(names, 50)}." if names else "It has no layers yet."
+            raise LayerNotFoundError(f"network {network!r} has no layer {layer!r}. {held}")
+        found = [layout.parse_array_name(name)
+                 for name in self._children(layout.layer_path(network, layer), "array")]
+        steps = sorted(step for ok, step in found if ok and step is not None)
+        return steps, any(ok and step is None for ok, step in found)
+
+    def steps(self, network: str, layer: str) -> list[int]:
+        """Training steps stored for a layer, ascending; empty if it is stored without steps."""
+        return self._arrays(network, layer)[0]
+
+    def _open_array(self, network: str, layer: str, step: int | None) -> zarr.Array:
+        network = check_name(network, kind="network")
+        layer = check_name(layer, kind="layer")
+        step = check_step(step)
+        try:
+            array = self._root[layout.array_path(network, layer, step)]
+            if isinstance(array, zarr.Array):
+                return array
+        except KeyError:
+            pass
+        steps, unstepped = self._arrays(network, layer)  # raises for a missing network or layer
+        who = f"network {network!r}, layer {layer!r}"
+        if step is None and steps:
+            raise LayerNotFoundError(
+                f"{who} is stored by training step (steps {steps}); pass step= one of them."
+            )
+        if step is not None and steps:
+            raise LayerNotFoundError(f"{who} has no step {step}; its steps are {steps}.")
+        if step is not None and unstepped:
+            raise LayerNotFoundError(
+                f"{who} is stored without training steps; pass step=None."
+            )
+        raise LayerNotFoundError(f"{who} holds no activations.")
+
+    def has_layer(self, network: str, layer: str, step: int | None = None) -> bool:
+        """Whether :meth:`reader` would find this network, layer and step (None: no step)."""
+        network = check_name(network, kind="network")
+        layer = check_name(layer, kind="layer")
+        step = check_step(step)
+        return node_exists(self._root.store, layout.array_path(network, layer, step))
+
+    def timesteps(self, network: str, layer: str, step: int | None = None) -> list[int]:
+        """Sequence timesteps of a recurrent layer (``[0, ..., T-1]``); empty for a 2-D layer."""
+        array = self._open_array(network, layer, step)
+        info = array.attrs.get(layout.KEY) or {}
+        return list(range(array.shape[1])) if info.get("timesteps") else []
+
+    # -- reading -----------------------------------------------------------------------------------
+    def reader(self, network: str, layer: str, *, step: int | None = None,
+               timestep: int | None = None) -> LayerReader:
+        """A picklable, lazy :class:`LayerReader` for one layer (at one step / timestep).
+
+        Raises
+        ------
+        NetworkNotFoundError, LayerNotFoundError
+            Unknown network, or a layer/step it does not have (the message lists what exists).
+        StoreError
+            ``timestep`` missing for a recurrent layer, out of range, or given for a 2-D layer.
+        """
+        array = self._open_array(network, layer, step)
+        step = check_step(step)
+        timestep = check_timesteps_index(timestep)
+        info = array.attrs.get(layout.KEY) or {}
+        who = f"network {network!r}, layer {layer!r}"
+        if step is not None:
+            who += f", step {step}"
+        if info.get("timesteps"):
+            n_timesteps = int(array.shape[1])
+            if timestep is None:
+                raise StoreError(
+                    f"{who} is a recurrent layer stored with {n_timesteps} timesteps, shape "
+                    f"(n_datapoints, n_timesteps, n_neurons) = {tuple(array.shape)}; pass "
+                    f"timestep= (0 to {n_timesteps - 1})."
+                )
+            if not -n_timesteps <= timestep < n_timesteps:
+                raise StoreError(
+                    f"{who}: timestep {timestep} is out of range; it has {n_timesteps} timesteps "
+                    f"(0 to {n_timesteps - 1})."
+                )
+            timestep %= n_timesteps
+            shape = (int(array.shape[0]), int(array.shape[2]))
+        else:
+            if timestep is not None:
+                raise StoreError(f"{who} has no timesteps (it is stored 2-D); pass timestep=None.")
+            shape = (int(array.shape[0]), int(array.shape[1]))
+        return LayerReader(
+            self._location, layout.array_path(network, layer, step), network=network,
+            layer=layer, step=step, timestep=timestep, shape=shape, dtype=array.dtype,
+            chunk_rows=max(1, min(int(array.chunks[0]), shape[0])),
+            write_id=str(info.get("write_id", "")),
+        )
+
+    def read(self, network: str, layer: str, *, step: int | None = None,
+             timestep: int | None = None) -> np.ndarray:
+        """All of one layer's activations as a NumPy array ``(n_datapoints, n_neurons)``."""
+        return self.reader(network, layer, step=step, timestep=timestep).read()
+
+    def dask_array(self, network: str, layer: str, step: int | None = None, *,
+                   timestep: int | None = None):
+        """One layer as a lazy Dask array ``(n_datapoints, n_neurons)``, one block per chunk."""
+        import dask.array as da
+
+        reader = self.reader(network, layer, step=step, timestep=timestep)
+        array = reader.open()
+        # Chunk explicitly (arrays here are unsharded, but from_zarr would chunk by the inner
+        # chunk of a sharded array); the name changes whenever the array is rewritten.
+        chunks = (reader.chunk_rows,) + tuple(int(s) for s in array.shape[1:])
+        if reader.timestep is not None:
+            chunks = (reader.chunk_rows, 1, int(array.shape[2]))
+        lazy = da.from_zarr(array, chunks=chunks, name=f"cca-scale-acts-{reader.write_id}")
+        return lazy if reader.timestep is None else lazy[:, reader.timestep, :]
+
+    def content_fingerprint(self, items: Iterable[Any]) -> str:
+        """sha256 hex of what a computation read: ``n_datapoints`` plus, for each item in the
+        order given, ``(network, layer, step, write_id)`` (and the timestep, when set).
+
+        ``items`` are :class:`LayerReader` objects or ``(network, layer)`` /
+        ``(network, layer, step)`` tuples. Any rewrite of an array changes its ``write_id`` and
+        so the fingerprint.
+        """
+        parts = []
+        for item in items:
+            if isinstance(item, LayerReader):
+                part = [item.network, item.layer, item.step, item.write_id]
+                if item.timestep is not None:
+                    part.append(item.timestep)
+            else:
+                network, layer, *rest = item
+                step = check_step(rest[0] if rest else None)
+                info = self._open_array(network, layer, step).attrs.get(layout.KEY) or {}
+                part = [network, layer, step, str(info.get("write_id", ""))]
+            parts.append(part)
+        payload = json.dumps({"n_datapoints": self.n_datapoints, "items": parts},
+                             separators=(",", ":"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    # -- writing -----------------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self._mode == "r":
+            raise StoreError(
+                f"The activation store at {self._location} was opened read-only; open it with "
+                "ActivationStore.open(path, mode='a') to write."
+            )
+
+    def add(self, network: str, layer: str, acts: Any, *, step: int | None = None,
+            attrs: dict | None = None, overwrite: bool = False, chunk_rows: int | None = None,
+            dtype: Any = None, timesteps: bool = False, fingerprint: str | None = None) -> None:
+        """Store one layer's activations (checked first; a refused write changes nothing).
+
+        Parameters
+        ----------
+        network, layer : str
+            Names of the form :data:`cca_scale.store.names.NAME_FORM`.
+        acts : array of shape (n_datapoints, n_neurons), or an iterable of such batches
+            NumPy, CuPy, PyTorch or any array-like; a memory-mapped or other out-of-core
+            array-like is read in row blocks; any other iterable (list, generator) is a sequence
+            of batches of datapoints, in order, written as they come (activations larger than
+            memory). With ``timesteps=True``: shape ``(n_datapoints, n_timesteps, n_neurons)``.
+        step : int, optional
+            Training step (checkpoint) these activations were recorded at.
+        attrs : dict, optional
+            Network attributes, merged into the network's metadata (None removes a key).
+        overwrite : bool, default False
+            Replace the layer (at this step) if it exists; otherwise that is refused.
+        chunk_rows : int, optional
+            Datapoints per stored chunk (default: about 8 MiB per chunk).
+        dtype : {None, 'float32', 'float64'}
+            Stored dtype. None: float64 input stays float64, anything else becomes float32
+            (for a stream of batches, the first batch decides).
+        timesteps : bool, default False
+            ``acts`` is a recurrent layer's ``(n_datapoints, n_timesteps, n_neurons)``; stored
+            3-D, chunked ``(chunk_rows, 1, n_neurons)``; read with ``reader(..., timestep=t)``.
+        fingerprint : str, optional
+            The dataset fingerprint these activations were recorded on; refused if it differs
+            from the store's.
+
+        Raises
+        ------
+        ActivationError
+            NaN/Inf, not 2-D (3-D with timesteps), non-numeric dtype, fewer than 2 datapoints.
+        StoreConflictError
+            Datapoint count or fingerprint differs from the store's; layer exists (no overwrite).
+        InvalidNameError
+            A name outside the allowed form, or one differing from an existing one only by case.
+        """
+        with self._transaction(fingerprint=fingerprint) as tx:
+            tx.add(network, layer, acts, step=step, attrs=attrs, overwrite=overwrite,
+                   chunk_rows=chunk_rows, dtype=dtype, timesteps=timesteps)
+
+    def set_attrs(self, network: str, **attrs: Any) -> None:
+        """Merge attributes into an existing network's metadata (a value of None removes a key)."""
+        self._check_writable()
+        attrs = check_attrs(attrs)
+        group = self._network_group(network)
+        merged = {**(group.attrs.get("attrs") or {}), **attrs}
+        group.update_attributes({"attrs": {k: v for k, v in merged.items() if v is not None}})
+
+    def _record_datapoints(self, n_datapoints: int, fingerprint: str | None = None) -> None:
+        """Fix the datapoint count of a store created without one (single writer). Private."""
+        self._check_writable()
+        n_datapoints = _check_n_datapoints(n_datapoints)
+        meta = self._meta()
+        if meta.get("n_datapoints") is None:
+            meta = {**meta, "n_datapoints": n_datapoints,
+                    "fingerprint": meta.get("fingerprint") or _check_fingerprint(fingerprint)}
+            self._root.update_attributes({layout.KEY: meta})
+
+    def _transaction(self, *, fingerprint: str | None = None) -> "_Transaction":
+        """Stage several layers and commit them together (all or nothing). Package-private."""
+        self._check_writable()
+        return _Transaction(self, fingerprint=_check_fingerprint(fingerprint))
+
+    def _commit(self, tx: "_Transaction") -> None:
+        zstore = self._root.store
+        created: list[str] = []
+        placed: list[tuple[str, str | None]] = []  # (final path, where the replaced array went)
+        try:
+            existing_networks = {network for network in tx.networks()
+                                 if node_exists(zstore, layout.network_path(network))}
+            for network in tx.networks():
+                if network in existing_networks:
+                    continue
+                created_ns = _now_ns()
+                attrs = {k: v for k, v in tx.attrs.get(network, {}).items() if v is not None}
+                try:
+                    self._root.create_group(layout.network_path(network), attributes={
+                        layout.KEY: {"kind": "network", "created_ns": created_ns,
+                                     "created": _iso(created_ns)},
+                        "attrs": attrs})
+                except zarr.errors.ContainsGroupError:
+                    raise StoreConflictError(
+                        f"network {network!r} was created by another writer at the same time; "
+                        "write each network from one process only."
+                    ) from None
+                created.append(layout.network_path(network))
+            for writer, overwrite in tx.writers:
+                lpath = layout.layer_path(writer.network, writer.layer)
+                if not node_exists(zstore, lpath):
+                    self._root.create_group(lpath, attributes={
+                        layout.KEY: {"kind": "layer", "created_ns": _now_ns()}})
+                    created.append(lpath)
+                final = layout.array_path(writer.network, writer.layer, writer.step)
+                replaced = None
+                if node_exists(zstore, final):
+                    if not overwrite:
+                        raise _exists_error(writer.network, writer.layer, writer.step)
+                    replaced = f"{layout.STAGING}/{uuid.uuid4().hex}-replaced"
+                    move_node(zstore, final, replaced)
+                placed.append((final, replaced))
+                move_node(zstore, writer.staging_path, final)
+                writer.committed = True
+            for network in tx.networks():
+                if network in existing_networks and tx.attrs.get(network):
+                    group = self._root[layout.network_path(network)]
+                    merged = {**(group.attrs.get("attrs") or {}), **tx.attrs[network]}
+                    group.update_attributes(
+                        {"attrs": {k: v for k, v in merged.items() if v is not None}})
+            meta = self._meta()
+            if meta.get("n_datapoints") is None and tx.expected_n is not None:
+                meta = {**meta, "n_datapoints": tx.expected_n,
+                        "fingerprint": meta.get("fingerprint") or tx.fingerprint}
+                self._root.update_attributes({layout.KEY: meta})
+            elif tx.expected_n is not None and meta.get("n_datapoints") != tx.expected_n:
+                raise StoreConflictError(
+                    f"Another writer recorded {meta.get('n_datapoints')} datapoints for the store "
+                    f"at {self._location} while this write had {tx.expected_n} datapoints; "
+                    "create the store with n_datapoints= when writing from several processes."
+                )
+        except BaseException:
+            for final, replaced in reversed(placed):  # best effort: put everything back
+                try:
+                    if node_exists(zstore, final):
+                        delete_node(zstore, final)
+                    if replaced is not None:
+                        move_node(zstore, replaced, final)
+                except Exception:
+                    pass
+            for path in reversed(created):
+                try:
+                    delete_node(zstore, path)
+                except Exception:
+                    pass
+            raise
+        for _, replaced in placed:
+            if replaced is not None:
+                delete_node(zstore, replaced)
+
+
+def _exists_error(network: str, layer: str, step: int | None) -> StoreConflictError:
+    who = describe("acts", network=network, layer=layer)
+    if step is not None:
+        who += f", step {step}"
+    return StoreConflictError(
+        f"{who} already exists in the store. Pass overwrite=True (--overwrite on the command "
+        "line) to replace it."
+    )
+
+
+def _probe(location: Location) -> str:
+    """'absent', 'ours' (an activation store) or 'other' (anything else) at a location."""
+    if location.kind == "local":
+        path = location.path
+        if not os.path.exists(path):
+            return "absent"
+        if not os.path.isdir(path):
+            return "other"
+        if not os.path.isfile(os.path.join(path, "zarr.json")):
+            return "other" if os.listdir(path) else "absent"
+    zstore = location.zarr_store(read_only=True)
+    try:
+        if not node_exists(zstore, ""):
+            return "other" if sync(_any_key(zstore)) else "absent"
+        root = zarr.open_group(zstore, mode="r", zarr_format=3)
+    except (FileNotFoundError, zarr.errors.NodeTypeValidationError, ValueError):
+        return "other"
+    meta = root.attrs.get(layout.KEY)
+    return "ours" if isinstance(meta, dict) and meta.get("kind") == "activation_store" else "other"
+
+
+def _child_names(zstore, prefix: str) -> list[str]:
+    async def collect():
+        return [name async for name in zstore.list_dir(prefix) if name != "zarr.json"]
+
+    return sync(collect())
+
+
+async def _child_attributes(zstore, prefix: str, node_type: str) -> dict[str, dict]:
+    """Read the metadata documents of a node's children concurrently. Children without a
+    document yet (being created or moved by another writer) are skipped."""
+    prototype = default_buffer_prototype()
+    names = [name async for name in zstore.list_dir(prefix) if name != "zarr.json"]
+
+    async def one(name):
+        buffer = await zstore.get(f"{prefix}/{name}/zarr.json", prototype=prototype)
+        return name, None if buffer is None else json.loads(buffer.to_bytes())
+
+    found = {}
+    for name, doc in await asyncio.gather(*(one(name) for name in names)):
+        if doc is not None and doc.get("node_type") == node_type:
+            found[name] = doc.get("attributes") or {}
+    return found
+
+
+async def _any_key(zstore) -> bool:
+    async for _ in zstore.list_prefix(""):
+        return True
+    return False
+
+
+class _Transaction:
+    """Layers staged together and committed at once: all of them land, or none does.
+
+    Used by :meth:`ActivationStore.add` (one layer), manifest ingestion and PyTorch capture
+    (many layers, written batch by batch in parallel). As a context manager it commits on
+    success and deletes everything staged on error.
+    """
+
+    def __init__(self, store: ActivationStore, *, fingerprint: str | None):
+        self.store = store
+        self.writers: list[tuple[LayerWriter, bool]] = []
+        self.attrs: dict[str, dict] = {}
+        self._order: list[str] = []
+        self._keys: set[tuple[str, str, int | None]] = set()
+        meta = store._meta()
+        self.expected_n: int | None = meta.get("n_datapoints")
+        store_fp = meta.get("fingerprint")
+        if fingerprint is not None and store_fp is not None and fingerprint != store_fp:
+            raise StoreConflictError(
+                f"The store's datapoint set has fingerprint {store_fp!r}, but this write is for "
+                f"{fingerprint!r}. Every layer in a store must be recorded on the same datapoints "
+                "in the same order."
+            )
+        if fingerprint is not None and store_fp is None and self.expected_n is not None:
+            raise StoreConflictError(
+                f"This write is for dataset fingerprint {fingerprint!r}, but the store at "
+                f"{store.location} records none (it was created without one), so the datapoints "
+                "cannot be checked. Drop the fingerprint or use a store created with it."
+            )
+        self.fingerprint = store_fp if store_fp is not None else fingerprint
+        self._existing_networks: list[str] | None = None
+
+    def __enter__(self) -> "_Transaction":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        try:
+            self.finish_all()
+            self.store._commit(self)
+        except BaseException:
+            self.abort()
+            raise
+
+    def networks(self) -> list[str]:
+        return list(self._order)
+
+    def writer(self, network: str, layer: str, *, step: int | None = None,
+               attrs: dict | None = None, overwrite: bool = False,
+               chunk_rows: int | None = None, dtype: Any = None, timesteps: bool = False,
+               total: int | None = None, source: str | None = None) -> LayerWriter:
+        """Check names and options and return a writer staging this layer (nothing written yet)."""
+        network = check_name(network, kind="network")
+        layer = check_name(layer, kind="layer")
+        step = check_step(step)
+        attrs = check_attrs(attrs)
+        chunk_rows = _check_chunk_rows(chunk_rows)
+        dtype = None if dtype is None else resolve_dtype(dtype)
+        key = (network, layer, step)
+        if key in self._keys:
+            who = describe("acts", network=network, layer=layer)
+            raise StoreConflictError(
+                f"{who}{f', step {step}' if step is not None else ''} is given twice in one write."
+            )
+        root, zstore = self.store._root, self.store._root.store
+        if not overwrite and node_exists(zstore, layout.array_path(network, layer, step)):
+            raise _exists_error(network, layer, step)
+        if self._existing_networks is None:
+            self._existing_networks = _child_names(zstore, layout.NETWORKS)
+        _check_collision(self._existing_networks + self._order, network, "network")
+        if node_exists(zstore, layout.network_path(network)):
+            _check_collision(_child_names(zstore, layout.network_path(network)), layer, "layer")
+        _check_collision([k[1] for k in self._keys if k[0] == network], layer, "layer")
+        writer = LayerWriter(root, network=network, layer=layer, step=step,
+                             expected_n=self.expected_n if self.expected_n is not None else total,
+                             timesteps=timesteps, chunk_rows=chunk_rows, dtype=dtype,
+                             source=source)
+        writer.committed = False
+        if total is not None and self.expected_n is not None and total != self.expected_n:
+            raise writer._mismatch(total, more=False)
+        self._keys.add(key)
+        if network not in self._order:
+            self._order.append(network)
+        self.attrs.setdefault(network, {}).update(attrs)
+        self.writers.append((writer, bool(overwrite)))
+        return writer
+
+    def add(self, network: str, layer: str, acts: Any, *, chunk_rows: int | None = None,
+            **kwargs: Any) -> LayerWriter:
+        """Stage a whole layer (an array or an iterable of batches)."""
+        batches, total = iter_batches(acts, rows_hint=_check_chunk_rows(chunk_rows))
+        if getattr(acts, "ndim", None) != (3 if kwargs.get("timesteps") else 2):
+            total = None  # the shape check comes first, in the writer
+        writer = self.writer(network, layer, chunk_rows=chunk_rows, total=total, **kwargs)
+        self.record(writer, writer.write_all(batches))
+        return writer
+
+    def record(self, writer: LayerWriter, n: int) -> None:
+        """Check a finished writer's datapoint count against the others'."""
+        if self.expected_n is None:
+            self.expected_n = n
+        elif n != self.expected_n:
+            writer.expected_n = self.expected_n
+            raise writer._mismatch(n, more=n > self.expected_n)
+
+    def finish_all(self) -> None:
+        for writer, _ in self.writers:
+            if not writer._done:
+                self.record(writer, writer.finish())
+
+    def abort(self) -> None:
+        for writer, _ in self.writers:
+            if not writer.committed:
+                try:
+                    writer.abort()
+                except Exception:
+                    pass
