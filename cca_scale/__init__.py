@@ -6,6 +6,22 @@ directional: ``d(x, y)`` uses the weights of ``x``.
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from cca_scale.analysis import (
+    ClusterResult,
+    cluster,
+    cluster_agreement,
+    compare_metrics,
+    convergence_curves,
+    convergence_order,
+    export_distances,
+    group_correlation,
+    group_statistics,
+    read_exported,
+    signal_noise_split,
+    subsample_neurons,
+    timestep_distances,
+)
+from cca_scale.capture import capture
 from cca_scale.core import (
     Basis,
     CCAResult,
@@ -31,8 +47,9 @@ from cca_scale.errors import (
     StoreConflictError,
     StoreError,
 )
-
+from cca_scale.launch import launch
 from cca_scale.matrix import DistanceMatrix
+from cca_scale.store import ActivationStore
 
 try:
     __version__ = _version("cca-scale")
@@ -41,19 +58,31 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     "ActivationError",
+    "ActivationStore",
     "Basis",
+    "capture",
     "cca",
     "CCAResult",
     "CcaScaleError",
     "cka_distance",
+    "cluster",
+    "cluster_agreement",
+    "ClusterResult",
     "compare",
     "compare_bases",
+    "compare_metrics",
     "Comparison",
+    "convergence_curves",
+    "convergence_order",
     "cosine_distance",
     "DistanceMatrix",
     "euclidean_distance",
+    "export_distances",
     "flatten_conv",
+    "group_correlation",
+    "group_statistics",
     "InvalidNameError",
+    "launch",
     "LayerNotFoundError",
     "load_distances",
     "mean_cca_distance",
@@ -61,10 +90,14 @@ __all__ = [
     "PairResult",
     "prepare",
     "pwcca_distance",
+    "read_exported",
     "save_distances",
+    "signal_noise_split",
     "StoreConflictError",
     "StoreError",
     "submit",
+    "subsample_neurons",
     "svcca_distance",
+    "timestep_distances",
     "__version__",
 ]
