@@ -57,6 +57,8 @@ def add_parser(sub) -> None:
     where.add_argument("--cluster", choices=["local", "local-gpu", "slurm", "kubernetes"],
                        help="start a cluster with cca_scale.launch (see deploy/README.md)")
     where.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    where.add_argument("--wait-workers", type=int, metavar="N",
+                       help="with --scheduler/--cluster: wait until N workers have joined")
     where.add_argument("--gpu", action="store_true",
                        help="compute with CuPy on workers declaring GPU=1 (local: dask-cuda)")
     p.add_argument("--tile", type=int, help="networks per tile side (default: fits memory)")
@@ -95,6 +97,14 @@ def run(args) -> int:
 
         client = launch(args.cluster, **({"n_workers": args.workers}
                                          if args.workers and args.cluster == "local" else {}))
+    if args.wait_workers:
+        if client is None:
+            from cca_scale.launch import launch
+
+            client = launch("address", address=args.scheduler) if args.scheduler else \
+                launch("local", n_workers=args.workers or args.wait_workers,
+                       dashboard_address=None)
+        client.wait_for_workers(args.wait_workers, timeout=600)
     started = time.perf_counter()
     handle = submit(args.store, client=client, scheduler=args.scheduler, n_workers=args.workers,
                     backend="cupy" if args.gpu else "auto", **kwargs)
