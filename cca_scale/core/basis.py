@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_cupy_array
 
 from cca_scale.core.validation import (
     check_activations,
@@ -116,6 +116,18 @@ class Basis:
         return int(sum(a.size * a.dtype.itemsize for a in arrays))
 
 
+def _r_factor(x):
+    """The ``R`` of a QR factorisation, without forming ``Q`` (half the work of a reduced QR).
+
+    Array API ``qr`` has no ``mode='r'``; NumPy's and CuPy's own ``linalg.qr`` both do.
+    """
+    if is_cupy_array(x):
+        import cupy
+
+        return cupy.linalg.qr(x, mode="r")
+    return np.linalg.qr(x, mode="r")
+
+
 def _host(a):
     """A NumPy copy of a NumPy or CuPy array."""
     return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
@@ -211,14 +223,14 @@ class BasisAccumulator:
         if b == 0:
             return
         mu_b = xp.mean(chunk, axis=0)
-        r_b = xp.linalg.qr(chunk - mu_b[None, :], mode="reduced")[1]
+        r_b = _r_factor(chunk - mu_b[None, :])
         if self.n == 0:
             self.n, self.mean, self.r = b, mu_b, r_b
             return
         n = self.n + b
         shift = ((self.n * b / n) ** 0.5) * (mu_b - self.mean)
         stacked = xp.concat([self.r, r_b, shift[None, :]], axis=0)
-        self.r = xp.linalg.qr(stacked, mode="reduced")[1]
+        self.r = _r_factor(stacked)
         self.mean = self.mean + (b / n) * (mu_b - self.mean)
         self.n = n
 

@@ -464,7 +464,7 @@ def compare(store, *, layer: str, out, metric: str = "pwcca", variant: str = "pa
         Working precision (float64 default; float32 is faster on GPUs, to about 1e-4).
     tile : int, optional
         Networks per tile side; the default fits a quarter of a worker's memory and keeps at least
-        four blocks per side. Fixed for the life of an output.
+        two blocks per side. Fixed for the life of an output.
     keep, epsilon, rtol
         SVCCA's kept directions, the svcca variant's epsilon, the rank tolerance.
     overwrite : bool

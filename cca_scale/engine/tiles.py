@@ -14,7 +14,7 @@ __all__ = ["Tile", "iter_tiles", "tile_size", "tile_memory_bytes", "MIN_TILES_PE
 
 #: The default tile keeps at least this many blocks per side, so even a small sweep is split into
 #: several tiles (and a killed run has something to resume).
-MIN_TILES_PER_SIDE = 4
+MIN_TILES_PER_SIDE = 2
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def tile_memory_bytes(tile: int, *, max_rank: int, max_neurons: int, chunk_rows:
                       itemsize: int = 8) -> int:
     """Peak working memory of one tile task, in bytes.
 
-    Stacked orthonormal chunks of both sides (``2 * tile * rank * chunk_rows``), one raw chunk
+    Stacked orthonormal blocks of both sides (``2 * tile * rank * chunk_rows``), one raw block
     (``chunk_rows * n_neurons``), the cross product (``(tile * rank)^2``) and the bases
     (``2 * tile * (rank * n_neurons + n_neurons^2)``, the second term for the svcca variant).
     """
