@@ -254,6 +254,17 @@ class Comparison:
                 cluster.close()
 
 
+def _block_rows(readers, preferred: int) -> int:
+    """Datapoints per streamed block: a multiple of the stored chunk rows near ``preferred``.
+
+    A block that is not aligned to the store's chunks decodes some chunks twice.
+    """
+    stored = max(int(getattr(r, "chunk_rows", 0) or 0) for r in readers)
+    if not stored:
+        return preferred
+    return max(stored, (preferred // stored) * stored)
+
+
 def _check_backend(backend: str, client) -> str:
     if backend not in ("auto",) + BACKENDS:
         raise CcaScaleError(
@@ -343,6 +354,7 @@ def submit(
     try:
         backend = _check_backend(backend, client)
         max_neurons = max(int(r.shape[1]) for r in row_readers + col_readers)
+        chunk_rows = _block_rows(row_readers + col_readers, chunk_rows)
         memory = worker_memory_bytes(client)
         budget = int(memory * TILE_MEMORY_FRACTION) if memory else FALLBACK_TILE_MEMORY
         default_tile = tile_size(max(len(rows), len(cols)), max_rank=max_neurons,
@@ -399,12 +411,6 @@ def _submit_tiles(handle: Comparison, rows, cols, row_readers, col_readers, *, s
     row_basis = {i: basis_future(row_readers[i]) for i in needed_rows}
     col_basis = row_basis if square else {j: basis_future(col_readers[j]) for j in needed_cols}
     run = tokenize(handle.out.path, time.time())
-    # Stream in blocks aligned to the store's chunks: a misaligned block decodes a chunk twice.
-    stored = max(int(getattr(r, "chunk_rows", 0) or 0) for r in row_readers + col_readers)
-    if stored >= chunk_rows:
-        chunk_rows = stored
-    elif stored:
-        chunk_rows = max(stored, (chunk_rows // stored) * stored)
     for t in tiles:
         spec = TileSpec(
             out_path=handle.out.path, tile=t,

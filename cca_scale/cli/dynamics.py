@@ -1,0 +1,81 @@
+"""``cca-scale dynamics``: does each layer converge to its final representation bottom-up?"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cca_scale.cli.common import parse_selection, show_progress
+
+EXAMPLES = """\
+examples:
+  cca-scale dynamics acts.zarr --layers fc1,fc2,fc3 --out-dir dyn/ --plot dyn/convergence.png
+  cca-scale dynamics acts.zarr --layers fc1,fc2,fc3 --out-dir dyn/ --networks "labels == 'true'" \\
+      --threshold 0.2 --metric mean_cca
+
+For each layer (bottom to top, as listed) every stored training step is compared with the same
+network's last step (the paper's Fig 6): one resumable engine run per layer, written to
+OUT_DIR/dynamics_<layer>.zarr. A layer has converged at the first step from which its distance to
+the final step stays below --threshold; the order says whether layers converge bottom-up.
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("dynamics", help="layer convergence over training steps (Fig 6)",
+                       description=__doc__.split(":", 1)[1].strip() + "\n\n" + EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("store", help="activation store with layers stored by training step")
+    p.add_argument("--layers", required=True,
+                   help="comma-separated layers, from the input (bottom) to the output (top)")
+    p.add_argument("--out-dir", required=True, help="folder for the per-layer outputs")
+    p.add_argument("--networks", metavar="QUERY", help="ids or an attribute query (default: all)")
+    p.add_argument("--metric", default="pwcca", choices=["pwcca", "mean_cca", "svcca", "cka",
+                                                         "cosine", "euclidean"])
+    p.add_argument("--threshold", type=float, default=0.1,
+                   help="distance below which a layer counts as converged (default 0.1)")
+    p.add_argument("--plot", metavar="FILE", help="convergence curves (.png or .svg)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import cca_scale
+    from cca_scale.analysis import convergence_order
+    from cca_scale.engine.cluster import open_client
+
+    layers = [name.strip() for name in args.layers.split(",") if name.strip()]
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    client, owned = open_client(scheduler=args.scheduler, n_workers=args.workers)
+    matrices = {}
+    try:
+        for layer in layers:
+            if show_progress(args.quiet):
+                print(f"{layer}: comparing every step with the last", file=sys.stderr)
+            matrices[layer] = cca_scale.compare(
+                args.store, layer=layer, out=out_dir / f"dynamics_{layer}.zarr",
+                metric=args.metric, networks=parse_selection(args.networks), step="all",
+                against_step="last", client=client, overwrite=args.overwrite)
+    finally:
+        if owned:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    order = convergence_order(matrices, threshold=args.threshold, layer_order=layers)
+    print(f"{args.metric} distance to the last step (mean over networks):")
+    print(order.curves.pivot(index="step", columns="layer", values="distance")[layers]
+          .to_string(float_format=lambda v: f"{v:.4f}"))
+    print()
+    print(order.to_frame().to_string(index=False))
+    print(f"bottom-up (each layer converged no later than the one above): {order.bottom_up}")
+    if args.plot:
+        from cca_scale.analysis.plots import plot_convergence
+
+        plot_convergence(matrices, threshold=args.threshold, layer_order=layers, path=args.plot)
+        print(f"wrote {args.plot}")
+    return 0
