@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="use a running Dask scheduler, e.g. tcp://host:8786 or tls://host:8786")
     where.add_argument("--cluster", choices=["local", "local-gpu", "slurm", "kubernetes"],
-                       help="start a cluster with cca_scale.launch (see deploy/README.md)")
+                       help="start a cluster with cca_scale.launch() (see deploy/README.md)")
     where.add_argument("--workers", type=int, help="local worker processes (default: cores)")
     where.add_argument("--wait-workers", type=int, metavar="N",
                        help="with --scheduler/--cluster: wait until N workers have joined")
@@ -93,13 +93,13 @@ def run(args) -> int:
         return 0
     client = None
     if args.cluster:
-        from cca_scale.launch import launch
+        from cca_scale.deploy import launch
 
         client = launch(args.cluster, **({"n_workers": args.workers}
                                          if args.workers and args.cluster == "local" else {}))
     if args.wait_workers:
         if client is None:
-            from cca_scale.launch import launch
+            from cca_scale.deploy import launch
 
             client = launch("address", address=args.scheduler) if args.scheduler else \
                 launch("local", n_workers=args.workers or args.wait_workers,

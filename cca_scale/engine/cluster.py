@@ -25,7 +25,7 @@ def open_client(*, client=None, scheduler: str | None = None, n_workers: int | N
     """
     if client is not None:
         return client, False
-    from cca_scale.launch import launch
+    from cca_scale.deploy import launch
 
     if scheduler:
         return launch("address", address=scheduler), True
