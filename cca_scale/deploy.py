@@ -38,6 +38,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+import dask
+
 from cca_scale.errors import CcaScaleError
 
 if TYPE_CHECKING:  # distributed is imported lazily: ``import cca_scale`` stays cheap.
@@ -172,6 +174,14 @@ def launch(kind: str, /, **options: Any) -> "Client":
     return starter(**options)
 
 
+#: Scheduler settings for the clusters launch() starts (also in deploy/dask/cca-scale.yaml).
+#: Without root-task queuing every ``prepare`` task waits on a worker, where its priority puts
+#: it ahead of any tile: all bases are ready early and the largest tiles start first. With
+#: queuing, a ready tile overtakes the bases still queued at the scheduler and the largest tile,
+#: which needs them all, starts last (measured: 32 s instead of 22 s for 16 networks).
+SCHEDULER_SETTINGS = {"distributed.scheduler.worker-saturation": float("inf")}
+
+
 def _local(*, n_workers: int | None = None, threads_per_worker: int = 1,
            memory_limit: str | int | float | None = "auto",
            dashboard_address: str | None = LOCAL_DASHBOARD, host: str = "127.0.0.1",
@@ -181,11 +191,12 @@ def _local(*, n_workers: int | None = None, threads_per_worker: int = 1,
     if n_workers is None:
         n_workers = _usable_cores()
     cluster_options.setdefault("processes", True)  # one process each: no GIL contention
-    cluster = LocalCluster(
-        n_workers=n_workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
-        dashboard_address=dashboard_address, host=host, security=_security(security),
-        **cluster_options,
-    )
+    with dask.config.set(SCHEDULER_SETTINGS):
+        cluster = LocalCluster(
+            n_workers=n_workers, threads_per_worker=threads_per_worker,
+            memory_limit=memory_limit, dashboard_address=dashboard_address, host=host,
+            security=_security(security), **cluster_options,
+        )
     return _owning_client(cluster)
 
 
@@ -205,13 +216,15 @@ def _local_gpu(*, devices: str | Iterable[int] | None = None, n_workers: int | N
         cluster_options.setdefault("rmm_allocator_external_lib_list", ["cupy"])
     if devices is not None and not isinstance(devices, str):
         devices = [int(d) for d in devices]
-    cluster = dask_cuda.LocalCUDACluster(
-        CUDA_VISIBLE_DEVICES=devices, n_workers=n_workers, threads_per_worker=threads_per_worker,
-        rmm_pool_size=rmm_pool_size, device_memory_limit=device_memory_limit,
-        memory_limit=memory_limit, local_directory=local_directory,
-        dashboard_address=dashboard_address, host=host, security=_security(security),
-        resources={"GPU": 1, **(resources or {})}, **cluster_options,
-    )
+    with dask.config.set(SCHEDULER_SETTINGS):
+        cluster = dask_cuda.LocalCUDACluster(
+            CUDA_VISIBLE_DEVICES=devices, n_workers=n_workers,
+            threads_per_worker=threads_per_worker, rmm_pool_size=rmm_pool_size,
+            device_memory_limit=device_memory_limit, memory_limit=memory_limit,
+            local_directory=local_directory, dashboard_address=dashboard_address, host=host,
+            security=_security(security), resources={"GPU": 1, **(resources or {})},
+            **cluster_options,
+        )
     return _owning_client(cluster)
 
 

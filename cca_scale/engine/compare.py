@@ -40,6 +40,8 @@ DEFAULT_CHUNK_ROWS = 4096
 #: Share of a worker's memory limit one tile task may plan to use.
 TILE_MEMORY_FRACTION = 0.25
 FALLBACK_TILE_MEMORY = 1 << 30
+#: Bases before any tile: a tile can only start once all of its networks are prepared.
+PREPARE_PRIORITY = 1 << 40
 
 StepSpec = int | str | None
 
@@ -405,7 +407,8 @@ def _submit_tiles(handle: Comparison, rows, cols, row_readers, col_readers, *, s
         if token not in prepared:
             prepared[token] = client.submit(
                 prepare_task, reader, dtype=dtype, backend=backend, rtol=rtol,
-                key=f"cca-prepare-{token}", resources=resources, retries=3, priority=10)
+                key=f"cca-prepare-{token}", resources=resources, retries=3,
+                priority=PREPARE_PRIORITY)
         return prepared[token]
 
     row_basis = {i: basis_future(row_readers[i]) for i in needed_rows}
@@ -420,7 +423,8 @@ def _submit_tiles(handle: Comparison, rows, cols, row_readers, col_readers, *, s
         handle.futures.append(client.submit(
             tile_task, spec, [row_basis[i] for i in range(t.r0, t.r1)],
             [col_basis[j] for j in range(t.c0, t.c1)],
-            key=f"cca-tile-{run}-{t.bi}-{t.bj}", resources=resources, retries=3, pure=False))
+            key=f"cca-tile-{run}-{t.bi}-{t.bj}", resources=resources, retries=3, pure=False,
+            priority=t.n_pairs))  # largest tiles first; the half-size diagonal ones fill in
         handle.pairs_total += t.n_pairs
     # The handle holds the tile futures; the bases stay alive only as their dependencies.
     del row_basis, col_basis
