@@ -121,21 +121,7 @@ import numpy as np
 import pandas as pd
 
 import cca_scale
-
-
-def toy_layers(rng, n_signal, noise_std, n_datapoints=1000, n_neurons=40):
-    """Two (n_datapoints, n_neurons) layers: a shared unit-variance signal of n_signal
-    dimensions (a different linear map of the same latent in each), independent noise in the
-    other dimensions, each layer randomly rotated."""
-    z = rng.normal(size=(n_datapoints, n_signal))
-
-    def one():
-        signal = z @ rng.normal(size=(n_signal, n_signal)) / np.sqrt(n_signal)
-        noise = noise_std * rng.normal(size=(n_datapoints, n_neurons - n_signal))
-        rotation = np.linalg.qr(rng.normal(size=(n_neurons, n_neurons)))[0]
-        return np.hstack([signal, noise]) @ rotation
-
-    return one(), one()
+from cca_scale.analysis import signal_noise_layers
 
 
 rng = np.random.default_rng(2018)
@@ -143,7 +129,7 @@ rows = []
 for noise_std in (0.3, 1.0, 3.0):
     for n_signal in (4, 8, 16, 24, 32, 36):
         for repeat in range(2):
-            x, y = toy_layers(rng, n_signal, noise_std)
+            x, y = signal_noise_layers(rng, n_signal=n_signal, noise_std=noise_std)
             rows.append({"noise_std": noise_std, "signal_fraction": n_signal / 40,
                          "pwcca": cca_scale.pwcca_distance(x, y),
                          "mean_cca": cca_scale.mean_cca_distance(x, y),

@@ -48,6 +48,7 @@ from cca_scale.analysis.plots import (
     plot_signal_noise,
 )
 from cca_scale.analysis.sequences import timestep_distances
+from cca_scale.analysis.toy import signal_noise_layers
 
 __all__ = [
     "Agreement",
@@ -77,6 +78,7 @@ __all__ = [
     "read_distances",
     "read_exported",
     "rho_over_training",
+    "signal_noise_layers",
     "signal_noise_split",
     "subsample_neurons",
     "timestep_distances",

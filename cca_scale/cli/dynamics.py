@@ -62,10 +62,7 @@ def run(args) -> int:
                 against_step="last", client=client, overwrite=args.overwrite)
     finally:
         if owned:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            client.close()  # also closes a cluster launch() started
     order = convergence_order(matrices, threshold=args.threshold, layer_order=layers)
     print(f"{args.metric} distance to the last step (mean over networks):")
     print(order.curves.pivot(index="step", columns="layer", values="distance")[layers]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cca_scale.analysis.toy import signal_noise_layers
 from cca_scale.matrix import DistanceMatrix
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "dynamics",
     "generalization",
     "learning_rates",
-    "toy_layers",
     "toy_signal_noise",
     "verdicts",
     "width",
@@ -476,22 +476,6 @@ class ToyFinding:
     n_neurons: int
 
 
-def toy_layers(rng: np.random.Generator, *, n_datapoints: int, n_neurons: int, n_signal: int,
-               noise_std: float) -> tuple[np.ndarray, np.ndarray]:
-    """Two layers of ``n_neurons`` sharing ``n_signal`` unit-variance signal dimensions (each a
-    different random linear map of the same latent), plus independent noise of ``noise_std`` in
-    the other dimensions, each randomly rotated. Shapes ``(n_datapoints, n_neurons)``."""
-    z = rng.normal(size=(n_datapoints, n_signal))
-
-    def one():
-        signal = z @ rng.normal(size=(n_signal, n_signal)) / np.sqrt(n_signal)
-        noise = noise_std * rng.normal(size=(n_datapoints, n_neurons - n_signal))
-        rotation = np.linalg.qr(rng.normal(size=(n_neurons, n_neurons)))[0]
-        return np.hstack([signal, noise]) @ rotation
-
-    return one(), one()
-
-
 def toy_signal_noise(*, signal_fractions: Sequence[float], noise_stds: Sequence[float],
                      repeats: int, rng: np.random.Generator, n_datapoints: int = 1000,
                      n_neurons: int = 40, keep: float = 0.99) -> ToyFinding:
@@ -504,7 +488,7 @@ def toy_signal_noise(*, signal_fractions: Sequence[float], noise_stds: Sequence[
             n_signal = max(1, min(n_neurons - 1, int(round(frac * n_neurons))))
             vals = []
             for _ in range(repeats):
-                x, y = toy_layers(rng, n_datapoints=n_datapoints, n_neurons=n_neurons,
+                x, y = signal_noise_layers(rng, n_datapoints=n_datapoints, n_neurons=n_neurons,
                                   n_signal=n_signal, noise_std=noise)
                 vals.append((pwcca_distance(x, y), mean_cca_distance(x, y),
                              svcca_distance(x, y, keep=keep)))

@@ -263,10 +263,7 @@ def run_demo(out_dir: str | os.PathLike = "cca-scale-demo", *, quick: bool = Fal
         timings["compare"] = time.perf_counter() - t
     finally:
         if owned:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            client.close()  # also closes a cluster launch() started
     t = time.perf_counter()
     hidden = hidden_layer_names(config.depth)
     training = _training_table(trained)

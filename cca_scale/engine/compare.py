@@ -250,10 +250,7 @@ class Comparison:
     def _close(self) -> None:
         if self.owned and not self._cluster_closed:
             self._cluster_closed = True
-            cluster = getattr(self.client, "cluster", None)
-            self.client.close()
-            if cluster is not None:
-                cluster.close()
+            self.client.close()  # also closes a cluster launch() started
 
 
 def _block_rows(readers, preferred: int) -> int:
@@ -378,10 +375,7 @@ def submit(
         return handle
     except BaseException:
         if owned:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            client.close()  # also closes a cluster launch() started
         raise
 
 
