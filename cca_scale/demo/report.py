@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cca_scale._json import json_safe
+
 __all__ = ["render_text", "write_plots", "write_reports"]
 
 RULE = "-" * 78
@@ -362,30 +364,14 @@ def render_text(report, *, config) -> str:
 
 
 # -- files -------------------------------------------------------------------------------------
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return _jsonable(frame.reset_index().to_dict(orient="records"))
+    return json_safe(frame.reset_index().to_dict(orient="records"))
 
 
 def _findings_json(report) -> dict:
     f = report.findings
     corr = f.width.accuracy_correlation
-    return _jsonable({
+    return json_safe({
         "quick": report.quick, "n_workers": report.n_workers, "timings": report.timings,
         "verdicts": _records(f.verdicts.set_index("figure")),
         "generalization": _records(f.generalization.table),

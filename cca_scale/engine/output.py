@@ -19,14 +19,13 @@ whose flag is missing is simply recomputed. Attributes are written only by the s
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from cca_scale._json import json_safe
 from cca_scale.engine.tiles import Tile, n_blocks
 from cca_scale.errors import StoreConflictError, StoreError
 from cca_scale.matrix import DistanceMatrix
@@ -55,27 +54,8 @@ def _open_group(path, mode: str):
         raise StoreError(f"No comparison output at {str(path)!r}.") from exc
 
 
-def _json_safe(value):
-    """Plain JSON types from numpy/pandas scalars; NaN becomes None."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return str(value)
-
-
 def info_to_records(info: pd.DataFrame) -> list[dict]:
-    return [_json_safe({"label": label, **row}) for label, row in
+    return [json_safe({"label": label, **row}) for label, row in
             zip(info.index, info.to_dict(orient="records"))]
 
 
@@ -167,9 +147,9 @@ class ComparisonOutput:
         import zarr
 
         group = zarr.open_group(store=str(path), mode="w", zarr_format=3)
-        meta = {"format": FORMAT_VERSION, "state": "creating", "params": _json_safe(params),
+        meta = {"format": FORMAT_VERSION, "state": "creating", "params": json_safe(params),
                 "tile": tile, "square": square, "rows": rows, "cols": cols,
-                **_json_safe(extra_meta)}
+                **json_safe(extra_meta)}
         group.attrs[ATTR_KEY] = meta
         shape = (len(rows), len(cols))
         for name, (dtype, fill) in PAIR_ARRAYS.items():
@@ -184,7 +164,7 @@ class ComparisonOutput:
     def _check_compatible(self, params, rows, cols, tile) -> int:
         meta = self.meta
         old = meta["params"]
-        new = _json_safe(params)
+        new = json_safe(params)
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
@@ -248,7 +228,7 @@ class ComparisonOutput:
 
     def update_meta(self, **fields) -> None:
         meta = self.meta
-        meta.update(_json_safe(fields))
+        meta.update(json_safe(fields))
         self.group.attrs[ATTR_KEY] = meta
 
     def read(self) -> DistanceMatrix:

@@ -107,7 +107,6 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
     xp = array_module(spec.backend)
     dtype = np.dtype(spec.dtype)
     block, mirror = _read_existing(spec.out_path, tile)
-    n_r, n_c = tile.r1 - tile.r0, tile.c1 - tile.c0
     todo = np.isnan(block["distance"])
     if mirror is not None:
         todo |= np.isnan(mirror["distance"]).T
