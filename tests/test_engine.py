@@ -93,6 +93,41 @@ def test_rectangular_comparison_by_attribute_query(client, sweep, tmp_path):
     assert list(d.row_info["lr"]) == [0.1] * 4
 
 
+def test_float32_working_precision_agrees_to_stated_accuracy(client, sweep, tmp_path):
+    path, acts = sweep
+    d = cca_scale.compare(path, layer=LAYER, out=tmp_path / "f.zarr", client=client, tile=4,
+                          dtype="float32")
+    np.testing.assert_allclose(d.values, _core_matrix(cca_scale.pwcca_distance, acts, acts),
+                               atol=1e-4)
+    assert d.metadata["dtype"] == "float32"
+
+
+def test_steps_select_checkpoints_and_label_rows(client, tmp_path):
+    rng = np.random.default_rng(5)
+    store = ActivationStore.create(tmp_path / "s.zarr", n_datapoints=400)
+    acts = {}
+    for net in ("a", "b"):
+        for step in (10, 20, 30):
+            acts[net, step] = _acts(rng, 400, [6])[0]
+            store.add(net, LAYER, acts[net, step], step=step)
+    last = cca_scale.compare(store, layer=LAYER, out=tmp_path / "last.zarr", client=client,
+                             step="last")
+    assert last.labels == ("a", "b")
+    assert last.values[0, 1] == pytest.approx(
+        cca_scale.pwcca_distance(acts["a", 30], acts["b", 30]), abs=1e-10)
+    dyn = cca_scale.compare(store, layer=LAYER, out=tmp_path / "dyn.zarr", client=client,
+                            networks=["a"], step="all", against_step=20)
+    assert dyn.row_labels == ("a@10", "a@20", "a@30") and dyn.col_labels == ("a",)
+    assert list(dyn.row_info["step"]) == [10, 20, 30]
+    assert dyn.values[1, 0] == pytest.approx(0.0, abs=1e-10)  # the same checkpoint
+    assert dyn.values[0, 0] == pytest.approx(
+        cca_scale.pwcca_distance(acts["a", 10], acts["a", 20]), abs=1e-10)
+    with pytest.raises(cca_scale.CcaScaleError, match=r"stored by training step \(\[10, 20, 30\]\)"):
+        cca_scale.compare(store, layer=LAYER, out=tmp_path / "x.zarr", client=client)
+    with pytest.raises(cca_scale.CcaScaleError, match=r"has no step 15; its steps are \[10, 20, 30\]"):
+        cca_scale.compare(store, layer=LAYER, out=tmp_path / "y.zarr", client=client, step=15)
+
+
 def test_incremental_addition_reuses_old_tiles(client, tmp_path):
     rng = np.random.default_rng(3)
     acts = _acts(rng, 500, [5, 6, 7, 5, 6, 7, 8, 5])

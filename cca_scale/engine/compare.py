@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 
 from cca_scale.core.pairs import (
     ALIGNED_METRICS,
@@ -25,13 +24,14 @@ from cca_scale.core.pairs import (
 )
 from cca_scale.core.validation import resolve_dtype
 from cca_scale.engine.cluster import open_client, worker_memory_bytes, workers_with_gpus
-from cca_scale.engine.output import ComparisonOutput, ResumeState, info_to_records
+from cca_scale.engine.output import ComparisonOutput, ResumeState
+from cca_scale.engine.selection import StepSpec, item_records, open_store, resolve_axes
 from cca_scale.engine.tasks import BACKENDS, TileSpec, TileSummary, prepare_task, tile_task
 from cca_scale.engine.tiles import iter_tiles, tile_size
-from cca_scale.errors import CcaScaleError, LayerNotFoundError, StoreError
+from cca_scale.errors import CcaScaleError, StoreError
 from cca_scale.matrix import DistanceMatrix
 
-__all__ = ["Comparison", "Item", "compare", "resolve_items", "submit"]
+__all__ = ["Comparison", "compare", "plan", "submit"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,119 +42,6 @@ TILE_MEMORY_FRACTION = 0.25
 FALLBACK_TILE_MEMORY = 1 << 30
 #: Bases before any tile: a tile can only start once all of its networks are prepared.
 PREPARE_PRIORITY = 1 << 40
-
-StepSpec = int | str | None
-
-
-@dataclass(frozen=True)
-class Item:
-    """One compared layer: a network's layer at an optional training step and sequence timestep."""
-
-    network: str
-    layer: str
-    step: int | None
-    timestep: int | None
-    label: str
-
-
-def _open_store(store):
-    from cca_scale.store import ActivationStore
-
-    if isinstance(store, ActivationStore):
-        return store
-    return ActivationStore.open(store, mode="r")
-
-
-def _choose_steps(store, network: str, layer: str, step: StepSpec) -> list[int | None]:
-    steps = list(store.steps(network, layer))
-    if step is None:
-        if store.has_layer(network, layer):
-            return [None]
-        raise CcaScaleError(
-            f"network {network!r}, layer {layer!r} is stored by training step ({steps}); pass "
-            "step=S (--step S), step='last' or step='all'."
-        )
-    if step in ("last", "final"):
-        if not steps:
-            return [None]
-        return [max(steps)]
-    if step == "all":
-        return steps or [None]
-    if isinstance(step, str):
-        raise CcaScaleError(f"step must be an int, 'last' or 'all'. Got {step!r} instead.")
-    if int(step) not in steps:
-        raise CcaScaleError(
-            f"network {network!r}, layer {layer!r} has no step {step}; its steps are {steps}."
-        )
-    return [int(step)]
-
-
-def _choose_timesteps(store, network: str, layer: str, timestep,
-                      step: int | None = None) -> list[int | None]:
-    timesteps = list(store.timesteps(network, layer, step)) if hasattr(store, "timesteps") else []
-    if timestep is None:
-        if timesteps:
-            raise CcaScaleError(
-                f"network {network!r}, layer {layer!r} holds {len(timesteps)} sequence timesteps; "
-                "pass timestep=T or timestep='all'."
-            )
-        return [None]
-    if timestep == "all":
-        return timesteps
-    if int(timestep) not in timesteps:
-        raise CcaScaleError(
-            f"network {network!r}, layer {layer!r} has no timestep {timestep}; it has "
-            f"{timesteps[:3]}...{timesteps[-1:] if timesteps else ''}."
-        )
-    return [int(timestep)]
-
-
-def resolve_items(store, *, layer: str, networks=None, step: StepSpec = None,
-                  timestep=None) -> list[Item]:
-    """The layers one axis of a comparison covers, in store order.
-
-    Labels are network ids, with ``@step`` when ``step='all'`` and ``/tT`` when ``timestep='all'``.
-    """
-    ids = list(store.networks(networks))
-    if not ids:
-        total = len(store.networks())
-        raise CcaScaleError(
-            f"The selection {networks!r} matched none of the store's {total} networks. "
-            "See 'cca-scale info STORE' for their attributes."
-        )
-    missing = [n for n in ids if layer not in store.layers(n)]
-    if missing:
-        known = sorted({name for n in ids for name in store.layers(n)})
-        raise LayerNotFoundError(
-            f"Layer {layer!r} does not exist in network(s) {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''}. Layers in the selection: {known}."
-        )
-    items = []
-    for net in ids:
-        for s in _choose_steps(store, net, layer, step):
-            for t in _choose_timesteps(store, net, layer, timestep, s):
-                label = net
-                if step == "all":
-                    label += f"@{s}"
-                if timestep == "all":
-                    label += f"/t{t}"
-                items.append(Item(net, layer, s, t, label))
-    return items
-
-
-def _item_records(store, items: list[Item], readers: list) -> tuple[list[dict], pd.DataFrame]:
-    attrs = store.attributes(sorted({it.network for it in items}))
-    records = []
-    for it, reader in zip(items, readers):
-        row = {"label": it.label, "network": it.network, "layer": it.layer, "step": it.step,
-               "timestep": it.timestep, "write_id": reader.write_id}
-        if it.network in attrs.index:
-            for key, value in attrs.loc[it.network].items():
-                row.setdefault(str(key), value)
-        records.append(row)
-    info = pd.DataFrame.from_records(records).set_index("label")
-    return info_to_records(info), info
-
 
 def _versions(backend: str) -> dict:
     from importlib.metadata import PackageNotFoundError, version
@@ -317,16 +204,10 @@ def submit(
     dtype = resolve_dtype(dtype).name
     if tile is not None and (int(tile) != tile or tile < 1):
         raise CcaScaleError(f"tile must be a positive int. Got {tile!r} instead.")
-    store = _open_store(store)
-    rows = resolve_items(store, layer=layer, networks=networks, step=step, timestep=timestep)
-    square = against is None and against_layer is None and against_step == "same"
-    if square:
-        cols = rows
-    else:
-        cols = resolve_items(
-            store, layer=against_layer or layer,
-            networks=networks if against is None else against,
-            step=step if against_step == "same" else against_step, timestep=timestep)
+    store = open_store(store)
+    rows, cols, square = resolve_axes(store, layer=layer, networks=networks, against=against,
+                                      step=step, against_step=against_step,
+                                      against_layer=against_layer, timestep=timestep)
     row_readers = [store.reader(i.network, i.layer, step=i.step, timestep=i.timestep) for i in rows]
     col_readers = row_readers if square else [
         store.reader(i.network, i.layer, step=i.step, timestep=i.timestep) for i in cols]
@@ -345,8 +226,8 @@ def submit(
         "against": against, "step": step, "against_step": against_step, "timestep": timestep,
         "dtype": dtype, "rtol": rtol, "n_datapoints": n_datapoints.pop(),
     }
-    row_records, _ = _item_records(store, rows, row_readers)
-    col_records = row_records if square else _item_records(store, cols, col_readers)[0]
+    row_records, _ = item_records(store, rows, row_readers)
+    col_records = row_records if square else item_records(store, cols, col_readers)[0]
 
     client, owned = open_client(client=client, scheduler=scheduler, n_workers=n_workers,
                                 gpu=backend == "cupy")
@@ -497,12 +378,10 @@ def plan(store, *, layer: str, out, metric: str = "pwcca", variant: str = "paper
          overwrite: bool = False, **_ignored) -> dict:
     """What :func:`submit` would do, without a cluster and without writing: a dict for display."""
     check_metric(metric, variant)
-    store = _open_store(store)
-    rows = resolve_items(store, layer=layer, networks=networks, step=step, timestep=timestep)
-    square = against is None and against_layer is None and against_step == "same"
-    cols = rows if square else resolve_items(
-        store, layer=against_layer or layer, networks=networks if against is None else against,
-        step=step if against_step == "same" else against_step, timestep=timestep)
+    store = open_store(store)
+    rows, cols, square = resolve_axes(store, layer=layer, networks=networks, against=against,
+                                      step=step, against_step=against_step,
+                                      against_layer=against_layer, timestep=timestep)
     info = {"rows": len(rows), "columns": len(cols), "square": square, "metric": metric}
     existing = None
     try:
