@@ -94,3 +94,17 @@ def test_metrics_table_and_width_mismatch(rng):
     assert list(zip(table["row"], table["column"])) == [("x", "y"), ("y", "x")]
     with pytest.raises(cca_scale.CcaScaleError, match="same number of neurons; got 5 and 6"):
         compare_metrics({"x": x, "y": y}, metrics=["cosine"])
+
+
+def test_compare_metrics_on_a_store_without_outputs(tmp_path, rng):
+    from cca_scale import ActivationStore
+
+    store = ActivationStore.create(tmp_path / "s.zarr", n_datapoints=300)
+    acts = {f"n{k}": rng.normal(size=(300, 6)) for k in range(3)}
+    for name, x in acts.items():
+        store.add(name, "h", x)
+    table = compare_metrics(store, metrics=["pwcca", "cka"], layer="h", n_workers=1)
+    want = cca_scale.cka_distance(acts["n0"], acts["n2"])
+    got = table.query("metric == 'cka' and row == 'n0' and column == 'n2'")["distance"].item()
+    assert got == pytest.approx(want, abs=1e-10)
+    assert set(table["metric"]) == {"pwcca", "cka"} and len(table) == 12

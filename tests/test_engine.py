@@ -165,6 +165,24 @@ def test_other_parameters_on_existing_output_are_refused(client, sweep, tmp_path
     assert d.metadata["metric"] == "mean_cca"
 
 
+def test_without_out_the_result_lives_in_memory_only(sweep):
+    import glob
+    import tempfile
+
+    path, acts = sweep
+    before = set(glob.glob(f"{tempfile.gettempdir()}/cca-scale-*"))
+    d = cca_scale.compare(path, layer=LAYER, networks=["n0", "n1", "n2"], n_workers=1)
+    np.testing.assert_allclose(d.values, _core_matrix(cca_scale.pwcca_distance, acts[:3], acts[:3]),
+                               atol=1e-10)
+    assert set(glob.glob(f"{tempfile.gettempdir()}/cca-scale-*")) == before  # cleaned up
+
+
+def test_without_out_a_remote_client_is_refused(client, sweep):
+    path, _ = sweep
+    with pytest.raises(cca_scale.CcaScaleError, match="pass out=PATH"):
+        cca_scale.compare(path, layer=LAYER, client=client)
+
+
 def test_bad_requests_are_clear(client, sweep, tmp_path):
     path, _ = sweep
     with pytest.raises(cca_scale.LayerNotFoundError, match=r"'fc9'.*Layers in the selection: \['h'\]"):

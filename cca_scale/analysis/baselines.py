@@ -163,7 +163,8 @@ def compare_metrics(source: Any, *, metrics: Sequence[str] = BASELINE_METRICS,
         neuron, so they need layers of equal width (one network across steps or timesteps).
     out : str, optional
         Only with a store: the engine output of each metric, a template with ``{metric}``, e.g.
-        ``'fc1_{metric}.zarr'`` (rerunning resumes each, as ``cca-scale compare`` does).
+        ``'fc1_{metric}.zarr'`` (rerunning resumes each, as ``cca-scale compare`` does). None:
+        temporary outputs on the embedded local cluster (see :func:`cca_scale.compare`).
     include_self : bool
         Keep the pairs of a network with itself.
     **kwargs
@@ -194,11 +195,12 @@ def compare_metrics(source: Any, *, metrics: Sequence[str] = BASELINE_METRICS,
     else:
         from cca_scale.engine import compare
 
-        if not isinstance(out, str) or "{metric}" not in out:
+        if out is not None and (not isinstance(out, str) or "{metric}" not in out):
             raise CcaScaleError(
-                "Comparing a store needs out=, a path template with '{metric}' (e.g. "
-                f"'fc1_{{metric}}.zarr'): one engine output per metric. Got {out!r} instead."
+                "out= must be a path template with '{metric}' (e.g. 'fc1_{metric}.zarr'): one "
+                f"engine output per metric. Got {out!r} instead."
             )
-        matrices = {m: compare(source, metric=m, out=out.format(metric=m), **kwargs)
+        matrices = {m: compare(source, metric=m,
+                               out=None if out is None else out.format(metric=m), **kwargs)
                     for m in metrics}
     return metrics_table(matrices, include_self=include_self)

@@ -9,6 +9,8 @@ recomputation of what it held.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -75,6 +77,7 @@ class Comparison:
     summaries: list[TileSummary] = field(default_factory=list)
     _completed: set = field(default_factory=set)
     _cluster_closed: bool = False
+    temporary_dir: str | None = None  # out=None: removed once the matrix is read
 
     @property
     def path(self) -> str:
@@ -107,6 +110,7 @@ class Comparison:
             return self.out.read()
         finally:
             self._close()
+            self._remove_temporary()
 
     def cancel(self) -> None:
         """Stop the remaining tiles. Finished tiles stay in the output; rerunning resumes."""
@@ -115,6 +119,7 @@ class Comparison:
                 self.client.cancel(self.futures)
         finally:
             self._close()
+            self._remove_temporary()
 
     def _finish(self) -> None:
         wall = time.perf_counter() - self.started
@@ -133,6 +138,11 @@ class Comparison:
                      "gemm_gflop": flops / 1e9, "pair_phase_seconds": pair_phase,
                      "pairs_per_second": pairs / wall if wall > 0 else None},
         )
+
+    def _remove_temporary(self) -> None:
+        if self.temporary_dir is not None:
+            shutil.rmtree(self.temporary_dir, ignore_errors=True)
+            self.temporary_dir = None
 
     def _close(self) -> None:
         if self.owned and not self._cluster_closed:
@@ -172,7 +182,7 @@ def submit(
     store,
     *,
     layer: str,
-    out,
+    out=None,
     metric: str = "pwcca",
     variant: str = "paper",
     networks=None,
@@ -229,6 +239,16 @@ def submit(
     row_records, _ = item_records(store, rows, row_readers)
     col_records = row_records if square else item_records(store, cols, col_readers)[0]
 
+    temporary_dir = None
+    if out is None:
+        if client is not None or scheduler:
+            raise CcaScaleError(
+                "out=None keeps the results in a temporary folder on this machine, which only a "
+                "cluster started here can reach. With client= or scheduler=, pass out=PATH, a "
+                "location every worker can reach (a shared file system or an fsspec URL)."
+            )
+        temporary_dir = tempfile.mkdtemp(prefix="cca-scale-")
+        out = f"{temporary_dir}/distances.zarr"
     client, owned = open_client(client=client, scheduler=scheduler, n_workers=n_workers,
                                 gpu=backend == "cupy")
     try:
@@ -249,7 +269,8 @@ def submit(
             default_tile=default_tile, overwrite=overwrite, extra_meta=extra)
         out.update_meta(backend=backend, versions=extra["versions"],
                         input_fingerprint=extra["input_fingerprint"])
-        handle = Comparison(out=out, resume=resume, tile=tile_in_force, client=client, owned=owned)
+        handle = Comparison(out=out, resume=resume, tile=tile_in_force, client=client, owned=owned,
+                            temporary_dir=temporary_dir)
         _submit_tiles(handle, rows, cols, row_readers, col_readers, square=square, metric=metric,
                       variant=variant, keep=keep, epsilon=epsilon, dtype=dtype, backend=backend,
                       rtol=rtol, chunk_rows=chunk_rows)
@@ -257,6 +278,8 @@ def submit(
     except BaseException:
         if owned:
             client.close()  # also closes a cluster launch() started
+        if temporary_dir is not None:
+            shutil.rmtree(temporary_dir, ignore_errors=True)
         raise
 
 
@@ -306,7 +329,7 @@ def _submit_tiles(handle: Comparison, rows, cols, row_readers, col_readers, *, s
     prepared.clear()
 
 
-def compare(store, *, layer: str, out, metric: str = "pwcca", variant: str = "paper",
+def compare(store, *, layer: str, out=None, metric: str = "pwcca", variant: str = "paper",
             networks=None, against=None, step: StepSpec = None, against_step: StepSpec = "same",
             against_layer: str | None = None, timestep=None, client=None,
             scheduler: str | None = None, n_workers: int | None = None, backend: str = "auto",
@@ -322,10 +345,11 @@ def compare(store, *, layer: str, out, metric: str = "pwcca", variant: str = "pa
         The activations (opened read-only when a path is given).
     layer : str
         The layer compared (rows; also columns unless ``against_layer``).
-    out : str
+    out : str, optional
         Output Zarr group. Rerunning with the same parameters resumes it (or extends it with
         networks added to the store since); different parameters are refused unless
-        ``overwrite``.
+        ``overwrite``. None (only with the embedded local cluster): a temporary group, deleted
+        once the matrix is returned, so nothing can be resumed.
     metric : {'pwcca', 'mean_cca', 'svcca', 'cka', 'cosine', 'euclidean'}
     variant : {'paper', 'svcca'}
         PWCCA's definition (see :func:`cca_scale.pwcca_distance`).
