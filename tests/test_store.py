@@ -316,3 +316,34 @@ def test_store_pickles_as_its_address(tmp_path, rng):
     clone = pickle.loads(blob)
     assert clone.mode == "r" and clone.networks() == ["a"]
     np.testing.assert_array_equal(clone.read("a", "l"), x)
+
+
+def test_leftovers_of_killed_writers_are_reported_and_discarded(tmp_path):
+    import subprocess
+    import sys
+
+    import zarr
+
+    from cca_scale.store import layout
+
+    path = tmp_path / "s.zarr"
+    store = ActivationStore.create(path, n_datapoints=50)
+    x = np.random.default_rng(0).normal(size=(50, 4))
+    store.add("n0", "h", x)
+    store.add("n0", "h", x + 1, overwrite=True)  # its moved-aside old array is deleted again
+    assert store.staged() == []
+    root = zarr.open_group(store=str(path), mode="a")
+    for name, written in (("dead", "2020-01-01T00:00:00+00:00"), ("live", "2999-01-01T00:00:00+00:00")):
+        root.create_array(f"{layout.STAGING}/{name}", shape=(50, 4), dtype="f4",
+                          attributes={layout.KEY: {"written": written}})
+    assert [e["name"] for e in store.staged()] == ["dead", "live"]
+    with pytest.raises(StoreError, match="read-only"):
+        ActivationStore.open(path).discard_staged()
+    info = subprocess.run([sys.executable, "-m", "cca_scale.cli.main", "info", str(path)],
+                          capture_output=True, text=True)
+    assert "2 unfinished write(s)" in info.stdout
+    out = subprocess.run([sys.executable, "-m", "cca_scale.cli.main", "info", str(path),
+                          "--discard-staged"], capture_output=True, text=True)
+    assert out.returncode == 0 and "discarded 1 unfinished write(s)" in out.stdout
+    assert [e["name"] for e in store.staged()] == ["live"]  # a write still streaming is kept
+    np.testing.assert_array_equal(store.read("n0", "h"), x + 1)

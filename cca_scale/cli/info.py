@@ -18,6 +18,7 @@ Examples:
   cca-scale info acts.zarr --query "lr == 0.01"
   cca-scale info s3://bucket/acts.zarr --storage-option anon=true
   cca-scale info --versions
+  cca-scale info acts.zarr --discard-staged     # remove what writers killed mid-write left behind
 """
 
 _LIBRARIES = ("numpy", "scipy", "scikit-learn", "pandas", "dask", "distributed", "zarr",
@@ -37,6 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="only networks whose attributes match, e.g. \"lr == 0.01\"")
     parser.add_argument("--versions", action="store_true",
                         help="also show library versions and whether a GPU is present")
+    parser.add_argument("--discard-staged", metavar="HOURS", nargs="?", type=float, const=24.0,
+                        help="delete unfinished writes left by killed processes, older than HOURS "
+                             "(default 24, so a write still streaming is never touched)")
     parser.add_argument("--storage-option", metavar="KEY=VALUE", action="append", default=[],
                         help="fsspec option for a URL store (repeatable)")
     parser.set_defaults(run=run)
@@ -53,10 +57,20 @@ def run(args: argparse.Namespace) -> int:
         from cca_scale.store.ingest import parse_attr
 
         options = dict(parse_attr(item) for item in args.storage_option) or None
-        store = ActivationStore.open(args.store, mode="r", storage_options=options)
+        mode = "r" if args.discard_staged is None else "a"
+        store = ActivationStore.open(args.store, mode=mode, storage_options=options)
+        if args.discard_staged is not None:
+            gone = store.discard_staged(older_than=args.discard_staged * 3600)
+            print(f"discarded {len(gone)} unfinished write(s) older than "
+                  f"{args.discard_staged:g} h")
         if args.versions:
             print()
         print(store_text(store, query=args.query))
+        staged = store.staged()
+        if staged:
+            print(f"\n{len(staged)} unfinished write(s) in _staging/ (a write in progress, or left "
+                  "by a process killed mid-write; never read as layers). 'cca-scale info STORE "
+                  "--discard-staged' removes those older than a day.")
     return 0
 
 

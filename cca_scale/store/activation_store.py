@@ -535,6 +535,52 @@ class ActivationStore:
                              separators=(",", ":"), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
+    # -- leftovers of interrupted writes -----------------------------------------------------------
+    def staged(self) -> list[dict]:
+        """Arrays under ``_staging/``: writes in progress, or left by a process killed mid-write.
+
+        Returns one dict per entry: ``name``, ``age_seconds`` (None when unknown) and ``kind``
+        (``'staged'`` for a write being staged, ``'replaced'`` for an old array moved aside by an
+        overwrite). They are never listed as layers and never read; they only take space.
+        """
+        zstore = self._location.zarr_store(read_only=True)
+        now = time.time()
+        entries = []
+        for name in sorted(sync(_list_dir(zstore, layout.STAGING))):
+            if name == "zarr.json":  # the staging group's own metadata
+                continue
+            path = f"{layout.STAGING}/{name}"
+            if name.endswith("-replaced"):
+                stamp = name.split("-", 1)[0]
+                age = now - int(stamp) / 1e9 if stamp.isdigit() else None
+                entries.append({"name": name, "age_seconds": age, "kind": "replaced"})
+                continue
+            age = None
+            if node_exists(zstore, path):
+                info = zarr.open_array(store=zstore, path=path, mode="r").attrs.get(layout.KEY, {})
+                try:
+                    written = datetime.datetime.fromisoformat(info.get("written", ""))
+                    age = now - written.timestamp()
+                except (TypeError, ValueError):
+                    age = None
+            entries.append({"name": name, "age_seconds": age, "kind": "staged"})
+        return entries
+
+    def discard_staged(self, *, older_than: float = 24 * 3600.0) -> list[str]:
+        """Delete ``_staging/`` entries older than ``older_than`` seconds; returns their names.
+
+        The default (a day) leaves alone any write still streaming; entries of unknown age are
+        kept. Needs a store opened with ``mode='a'``.
+        """
+        self._check_writable()
+        zstore = self._location.zarr_store(read_only=False)
+        gone = []
+        for entry in self.staged():
+            if entry["age_seconds"] is not None and entry["age_seconds"] > older_than:
+                delete_node(zstore, f"{layout.STAGING}/{entry['name']}")
+                gone.append(entry["name"])
+        return gone
+
     # -- writing -----------------------------------------------------------------------------------
     def _check_writable(self) -> None:
         if self._mode == "r":
@@ -645,7 +691,8 @@ class ActivationStore:
                 if node_exists(zstore, final):
                     if not overwrite:
                         raise _exists_error(writer.network, writer.layer, writer.step)
-                    replaced = f"{layout.STAGING}/{uuid.uuid4().hex}-replaced"
+                    # Named with the time it was moved aside, so discard_staged() can age it.
+                    replaced = f"{layout.STAGING}/{_now_ns()}-{uuid.uuid4().hex}-replaced"
                     move_node(zstore, final, replaced)
                 placed.append((final, replaced))
                 move_node(zstore, writer.staging_path, final)
@@ -685,6 +732,10 @@ class ActivationStore:
         for _, replaced in placed:
             if replaced is not None:
                 delete_node(zstore, replaced)
+
+
+async def _list_dir(zstore, prefix: str) -> list[str]:
+    return [name async for name in zstore.list_dir(prefix)]
 
 
 def _exists_error(network: str, layer: str, step: int | None) -> StoreConflictError:
