@@ -152,3 +152,17 @@ def test_rho_over_training(rng):
                               steps=[10, 20, 30])
     assert table.shape == (3, 8) and list(table.index) == [10, 20, 30]
     assert (table.iloc[:, :4] > 0.999).all().all() and (table.iloc[:, 4:] < 0.3).all().all()
+
+
+def test_normalised_curves_start_at_one_and_keep_their_shape():
+    table = pd.DataFrame({
+        "layer": ["a"] * 3 + ["b"] * 3, "network": ["n"] * 6, "step": [0, 1, 2] * 2,
+        "distance": [0.2, 0.1, 0.0, 0.8, 0.2, 0.0]})
+    norm = convergence_curves(table, normalise=True)
+    assert list(norm["distance"]) == pytest.approx([1.0, 0.5, 0.0, 1.0, 0.25, 0.0])
+    # raw: a converges first (bottom-up); normalised below 0.3: b gets there first
+    assert convergence_order(table, threshold=0.15, layer_order=["a", "b"]).bottom_up
+    assert not convergence_order(norm, threshold=0.3, layer_order=["a", "b"]).bottom_up
+    flat = table.assign(distance=[0.0, 0.0, 0.0, 0.5, 0.1, 0.0])
+    with pytest.raises(ValueError, match="starts at distance 0"):
+        convergence_curves(flat, normalise=True)

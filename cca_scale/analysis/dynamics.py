@@ -81,7 +81,8 @@ def _curves_from_matrix(layer: str, D: DistanceMatrix) -> pd.DataFrame:
     return pd.DataFrame(records, columns=list(CURVE_COLUMNS))
 
 
-def convergence_curves(data: Any, *, layers: Sequence[str] | None = None) -> pd.DataFrame:
+def convergence_curves(data: Any, *, layers: Sequence[str] | None = None,
+                       normalise: bool = False) -> pd.DataFrame:
     """Distance of each layer at each training step to the same layer at the final step.
 
     Parameters
@@ -95,6 +96,10 @@ def convergence_curves(data: Any, *, layers: Sequence[str] | None = None) -> pd.
         column of its own network (the latest step when a network has several columns).
     layers : sequence of str, optional
         Layer names (for matrices: one per matrix; default their ``metadata['layer']``).
+    normalise : bool
+        Divide each network's curve by its distance at the first recorded step, so that layers
+        that start further from their final state are not counted as converging later (the
+        paper's Fig 6 is in raw distance; both views are worth a look).
 
     Returns
     -------
@@ -134,6 +139,12 @@ def convergence_curves(data: Any, *, layers: Sequence[str] | None = None) -> pd.
     rank = {name: i for i, name in enumerate(order)}
     table = table.assign(_rank=table["layer"].map(rank))
     table = table.sort_values(["_rank", "network", "step"], kind="stable").drop(columns="_rank")
+    if normalise:
+        first = table.groupby(["layer", "network"], sort=False)["distance"].transform("first")
+        if (first <= 0).any():
+            raise CcaScaleError("Cannot normalise: a curve starts at distance 0 (the first step "
+                                "already equals the final one).")
+        table["distance"] = table["distance"] / first
     return table.reset_index(drop=True)
 
 

@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
                                                          "cosine", "euclidean"])
     p.add_argument("--threshold", type=float, default=0.1,
                    help="distance below which a layer counts as converged (default 0.1)")
+    p.add_argument("--normalise", action="store_true",
+                   help="divide each curve by its distance at the first step, so a layer that "
+                        "starts further from its final state does not count as converging later")
     p.add_argument("--plot", metavar="FILE", help="convergence curves (.png or .svg)")
     p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler")
@@ -44,7 +47,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     import cca_scale
-    from cca_scale.analysis import convergence_order
+    from cca_scale.analysis import convergence_curves, convergence_order
     from cca_scale.engine.cluster import open_client
 
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
@@ -63,8 +66,10 @@ def run(args) -> int:
     finally:
         if owned:
             client.close()  # also closes a cluster launch() started
-    order = convergence_order(matrices, threshold=args.threshold, layer_order=layers)
-    print(f"{args.metric} distance to the last step (mean over networks):")
+    curves = convergence_curves(matrices, layers=layers, normalise=args.normalise)
+    order = convergence_order(curves, threshold=args.threshold, layer_order=layers)
+    scale = "normalised " if args.normalise else ""
+    print(f"{scale}{args.metric} distance to the last step (mean over networks):")
     print(order.curves.pivot(index="step", columns="layer", values="distance")[layers]
           .to_string(float_format=lambda v: f"{v:.4f}"))
     print()
@@ -73,6 +78,7 @@ def run(args) -> int:
     if args.plot:
         from cca_scale.analysis.plots import plot_convergence
 
-        plot_convergence(matrices, threshold=args.threshold, layer_order=layers, path=args.plot)
+        plot_convergence(curves, threshold=args.threshold, layer_order=layers, path=args.plot,
+                         ylabel=f"{scale}distance to final step")
         print(f"wrote {args.plot}")
     return 0

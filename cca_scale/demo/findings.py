@@ -338,9 +338,8 @@ def dynamics(matrices: Mapping[str, Mapping[str, DistanceMatrix]], training: pd.
     frames = []
     for metric, by_layer in matrices.items():
         curves = convergence_curves(dict(by_layer))
-        first = curves.sort_values("step").groupby(["layer", "network"])["distance"].transform(
-            "first")
-        curves = curves.assign(metric=metric, normalised=curves["distance"] / first)
+        normalised = convergence_curves(dict(by_layer), normalise=True)["distance"]
+        curves = curves.assign(metric=metric, normalised=normalised.to_numpy())
         frames.append(curves)
     curves = pd.concat(frames, ignore_index=True)[
         ["metric", "layer", "network", "step", "distance", "normalised"]]
