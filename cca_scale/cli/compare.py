@@ -103,7 +103,7 @@ def run(args) -> int:
 
             client = launch("address", address=args.scheduler) if args.scheduler else \
                 launch("local", n_workers=args.workers or args.wait_workers,
-                       dashboard_address=None)
+                       dashboard_address="127.0.0.1:0")
         client.wait_for_workers(args.wait_workers, timeout=600)
     started = time.perf_counter()
     handle = submit(args.store, client=client, scheduler=args.scheduler, n_workers=args.workers,

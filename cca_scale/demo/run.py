@@ -111,9 +111,9 @@ def _default_workers() -> int:
 def _start_client(n_workers: int):
     import cca_scale
 
-    # A random dashboard port: the default 8787 may be taken by another cluster.
+    # A free port of 127.0.0.1: the default 8787 may be taken; nothing listens beyond localhost.
     return cca_scale.launch("local", n_workers=n_workers, threads_per_worker=1,
-                            dashboard_address=None, silence_logs=logging.ERROR)
+                            dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
 
 
 def _train(client, specs, store, config, groups, progress: Progress | None):

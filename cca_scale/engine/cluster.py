@@ -21,7 +21,8 @@ def open_client(*, client=None, scheduler: str | None = None, n_workers: int | N
 
     No client and no address: an embedded ``LocalCluster`` with one single-threaded worker process
     per core (each worker's BLAS gets one thread; oversubscription slows BLAS by orders of
-    magnitude), dashboard off. ``gpu=True`` starts a dask-cuda ``LocalCUDACluster`` instead.
+    magnitude), dashboard on a free port of 127.0.0.1. ``gpu=True`` starts a dask-cuda
+    ``LocalCUDACluster`` instead.
     """
     if client is not None:
         return client, False
@@ -32,7 +33,7 @@ def open_client(*, client=None, scheduler: str | None = None, n_workers: int | N
     if gpu:
         return launch("local-gpu"), True
     return launch("local", n_workers=n_workers or local_worker_count(),
-                  dashboard_address=None), True
+                  dashboard_address="127.0.0.1:0"), True
 
 
 def worker_memory_bytes(client) -> int:
