@@ -32,7 +32,7 @@ class StoreError(CcaScaleError):
 
 
 class StoreConflictError(StoreError):
-    """A write that disagrees with what a store already holds (datapoints, existing layer, parameters)."""
+    """A write that disagrees with what a store holds (datapoints, existing layer, parameters)."""
 
 
 class InvalidNameError(StoreError):

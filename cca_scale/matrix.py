@@ -136,7 +136,7 @@ class DistanceMatrix:
                             columns=pd.Index(self.col_labels, name="column"))
 
     def to_xarray(self):
-        """An ``xarray.DataArray`` named ``distance`` with dims ``(row, column)``, metadata as attrs.
+        """An ``xarray.DataArray`` ``distance`` with dims ``(row, column)``, metadata as attrs.
 
         Network attributes become coordinates ``row_<attr>`` / ``column_<attr>``.
         """
@@ -145,7 +145,8 @@ class DistanceMatrix:
         import xarray as xr
 
         coords: dict[str, Any] = {"row": list(self.row_labels), "column": list(self.col_labels)}
-        for prefix, dim, info in (("row", "row", self.row_info), ("column", "column", self.col_info)):
+        for prefix, dim, info in (("row", "row", self.row_info),
+                                  ("column", "column", self.col_info)):
             for col in info.columns:
                 values = info[col].to_numpy()
                 if values.dtype == object:

@@ -122,9 +122,11 @@ def test_steps_select_checkpoints_and_label_rows(client, tmp_path):
     assert dyn.values[1, 0] == pytest.approx(0.0, abs=1e-10)  # the same checkpoint
     assert dyn.values[0, 0] == pytest.approx(
         cca_scale.pwcca_distance(acts["a", 10], acts["a", 20]), abs=1e-10)
-    with pytest.raises(cca_scale.CcaScaleError, match=r"stored by training step \(\[10, 20, 30\]\)"):
+    with pytest.raises(cca_scale.CcaScaleError,
+                       match=r"stored by training step \(\[10, 20, 30\]\)"):
         cca_scale.compare(store, layer=LAYER, out=tmp_path / "x.zarr", client=client)
-    with pytest.raises(cca_scale.CcaScaleError, match=r"has no step 15; its steps are \[10, 20, 30\]"):
+    with pytest.raises(cca_scale.CcaScaleError,
+                       match=r"has no step 15; its steps are \[10, 20, 30\]"):
         cca_scale.compare(store, layer=LAYER, out=tmp_path / "y.zarr", client=client, step=15)
 
 
@@ -185,7 +187,8 @@ def test_without_out_a_remote_client_is_refused(client, sweep):
 
 def test_bad_requests_are_clear(client, sweep, tmp_path):
     path, _ = sweep
-    with pytest.raises(cca_scale.LayerNotFoundError, match=r"'fc9'.*Layers in the selection: \['h'\]"):
+    with pytest.raises(cca_scale.LayerNotFoundError,
+                       match=r"'fc9'.*Layers in the selection: \['h'\]"):
         cca_scale.compare(path, layer="fc9", out=tmp_path / "a.zarr", client=client)
     with pytest.raises(cca_scale.CcaScaleError, match="matched none"):
         cca_scale.compare(path, layer=LAYER, out=tmp_path / "b.zarr", client=client,

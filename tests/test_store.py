@@ -333,7 +333,8 @@ def test_leftovers_of_killed_writers_are_reported_and_discarded(tmp_path):
     store.add("n0", "h", x + 1, overwrite=True)  # its moved-aside old array is deleted again
     assert store.staged() == []
     root = zarr.open_group(store=str(path), mode="a")
-    for name, written in (("dead", "2020-01-01T00:00:00+00:00"), ("live", "2999-01-01T00:00:00+00:00")):
+    for name, written in (("dead", "2020-01-01T00:00:00+00:00"),
+                          ("live", "2999-01-01T00:00:00+00:00")):
         root.create_array(f"{layout.STAGING}/{name}", shape=(50, 4), dtype="f4",
                           attributes={layout.KEY: {"written": written}})
     assert [e["name"] for e in store.staged()] == ["dead", "live"]

@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
         "compare", help="all-pairs PWCCA (or other) distances of a layer across networks",
         description=__doc__.split("\n")[0].strip("`") + "\n\n" + EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("store", help="activation store (local path or fsspec URL, e.g. s3://bucket/acts.zarr)")
+    p.add_argument("store",
+                   help="activation store (local path or fsspec URL, e.g. s3://bucket/acts.zarr)")
     p.add_argument("--layer", required=True, help="layer to compare")
     p.add_argument("--out", required=True, help="output Zarr group for the distance matrix")
     p.add_argument("--metric", default="pwcca",

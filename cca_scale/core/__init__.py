@@ -16,7 +16,24 @@ from cca_scale.core.pairs import METRICS, VARIANTS, PairResult, compare, pair_di
 from cca_scale.core.validation import check_activations, check_pair
 
 __all__ = [
-    "Basis", "BasisAccumulator", "CCAResult", "METRICS", "PairResult", "VARIANTS",
-    "cca", "check_activations", "cka_distance", "cosine_distance", "euclidean_distance", "check_pair", "compare", "default_rtol", "flatten_conv",
-    "mean_cca_distance", "pair_distances", "prepare", "pwcca_distance", "svcca_distance",
+    "Basis",
+    "BasisAccumulator",
+    "cca",
+    "CCAResult",
+    "check_activations",
+    "check_pair",
+    "cka_distance",
+    "compare",
+    "cosine_distance",
+    "default_rtol",
+    "euclidean_distance",
+    "flatten_conv",
+    "mean_cca_distance",
+    "METRICS",
+    "pair_distances",
+    "PairResult",
+    "prepare",
+    "pwcca_distance",
+    "svcca_distance",
+    "VARIANTS",
 ]

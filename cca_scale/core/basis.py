@@ -73,12 +73,12 @@ class Basis:
 
     @property
     def r(self):
-        """Coordinates of the centred neurons in ``q``: ``X - mean = q @ r``, shape (rank, n_neurons)."""
+        """Centred neurons in the basis: ``X - mean = q @ r``, shape (rank, n_neurons)."""
         return self.s[:, None] * self.vt
 
     @property
     def whitener(self):
-        """Map from centred activations to ``q``: ``q = (X - mean) @ whitener``, shape (n_neurons, rank)."""
+        """``q = (X - mean) @ whitener``, shape (n_neurons, rank)."""
         return self.vt.T / self.s[None, :]
 
     @property
@@ -89,13 +89,13 @@ class Basis:
 
     @property
     def kept_neurons(self):
-        """Boolean mask of the neurons that are not constant (to the rank tolerance), shape (n_neurons,)."""
+        """Mask of the neurons that are not constant (to the rank tolerance), shape (n_neurons,)."""
         norms = self.neuron_norms
         xp = array_namespace(norms)
         return norms > self.rtol * xp.max(norms)
 
     def project(self, x):
-        """Orthonormal coordinates of (a chunk of) datapoints: ``(x - mean) @ whitener``, shape (n, rank)."""
+        """Orthonormal coordinates of datapoints: ``(x - mean) @ whitener``, shape (n, rank)."""
         return (x - self.mean[None, :]) @ self.whitener
 
     def with_q(self, q) -> "Basis":
@@ -197,7 +197,8 @@ class BasisAccumulator:
     A tall-skinny QR with running means: each chunk is centred on its own mean and reduced to its
     ``R`` factor; two partial results combine exactly through
     ``qr([R_a; R_b; sqrt(n_a n_b / (n_a + n_b)) (mean_a - mean_b)])``. Memory is
-    O(n_neurons^2 + chunk). The result has ``q=None``; :meth:`Basis.project` forms ``q`` chunk by chunk.
+    O(n_neurons^2 + chunk). The result has ``q=None``; :meth:`Basis.project` forms ``q`` chunk
+    by chunk.
 
     Examples
     --------

@@ -1,4 +1,4 @@
-"""Reduce convolutional activations ``(n, h, w, c)`` to the 2-D ``(n_datapoints, n_neurons)`` form."""
+"""Reduce convolutional activations ``(n, h, w, c)`` to 2-D ``(n_datapoints, n_neurons)``."""
 
 from __future__ import annotations
 

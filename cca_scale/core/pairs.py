@@ -1,8 +1,8 @@
 """The O(N^2) half: one pair of prepared layers, given their cross product ``Q_a.T @ Q_b``.
 
 Everything here works on (rank x rank) matrices; the only datapoint-sized work of a pair is the GEMM
-that forms the cross product, done by the caller (:func:`compare` for one pair, the engine's tiles for
-many at once).
+that forms the cross product, done by the caller (:func:`compare` for one pair, the engine's tiles
+for many at once).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def check_aligned(metric: str, n_neurons_a: int, n_neurons_b: int) -> None:
 
 
 def check_keep(keep) -> None:
-    """SVCCA's ``keep``: an int >= 1 (number of directions) or a float in (0, 1) (variance fraction)."""
+    """SVCCA's ``keep``: an int >= 1 (directions) or a float in (0, 1) (variance fraction)."""
     ok = (
         isinstance(keep, (int, np.integer)) and not isinstance(keep, bool) and keep >= 1
     ) or (isinstance(keep, (float, np.floating)) and 0.0 < keep < 1.0)
@@ -76,8 +76,8 @@ def check_keep(keep) -> None:
 def svcca_rank(s, keep) -> int:
     """Number of top SVD directions SVCCA keeps, from singular values ``s`` (descending).
 
-    ``keep`` an int: ``min(keep, len(s))``. A float: the smallest ``k`` whose squared singular values
-    (variance) reach that fraction of the total.
+    ``keep`` an int: ``min(keep, len(s))``. A float: the smallest ``k`` whose squared singular
+    values (variance) reach that fraction of the total.
     """
     s = _host(s)
     if isinstance(keep, (int, np.integer)):
@@ -92,8 +92,8 @@ class PairResult:
 
     ``forward = d(a, b)`` uses ``a``'s projection weights; ``backward = d(b, a)`` uses ``b``'s.
     Metrics that are symmetric give the same number twice. ``rank_a``/``rank_b`` are the numbers of
-    directions compared (SVCCA's kept ``k``, else the kept rank); ``rho_max``/``rho_min`` the largest
-    and smallest canonical correlation.
+    directions compared (SVCCA's kept ``k``, else the kept rank); ``rho_max``/``rho_min`` the
+    largest and smallest canonical correlation.
     """
 
     forward: float
@@ -296,8 +296,8 @@ def compare(
 ) -> PairResult:
     """Compare two prepared layers: one GEMM (``n_datapoints * a.rank * b.rank``) plus O(rank^3).
 
-    Both bases must hold ``q`` (from :func:`prepare`) and share the datapoints; for the paper's PWCCA
-    both directions come from the one SVD.
+    Both bases must hold ``q`` (from :func:`prepare`) and share the datapoints; for the paper's
+    PWCCA both directions come from the one SVD.
     """
     check_metric(metric, variant)
     if metric == "svcca":

@@ -67,8 +67,8 @@ def reference_svcca(x: np.ndarray, y: np.ndarray, keep) -> float:
 def reference_pwcca_svcca(x: np.ndarray, y: np.ndarray, epsilon: float = 1e-10) -> float:
     """The original implementation's PWCCA (google/svcca), step by step from covariances.
 
-    The method the original uses for every pair: covariance of the stacked layers; blocks rescaled by
-    their max |entry|; low-variance neurons dropped; ``epsilon * I`` added; pseudo-inverse; eigh
+    The method the original uses for every pair: covariance of the stacked layers; blocks rescaled
+    by their max |entry|; low-variance neurons dropped; ``epsilon * I`` added; pseudo-inverse; eigh
     square root; SVD; weights from the side with fewer kept neurons, from un-whitened directions
     ``(Z - mu) c + mu``, QR, projected onto the uncentred kept neurons. Its upstream bug (PR #9)
     is fixed, and kept-neuron means are used.

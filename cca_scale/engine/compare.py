@@ -164,7 +164,8 @@ def _block_rows(readers, preferred: int) -> int:
 def _check_backend(backend: str, client) -> str:
     if backend not in ("auto",) + BACKENDS:
         raise CcaScaleError(
-            f"The 'backend' parameter must be one of {['auto', *BACKENDS]}. Got {backend!r} instead."
+            f"The 'backend' parameter must be one of {['auto', *BACKENDS]}. "
+            f"Got {backend!r} instead."
         )
     gpus = workers_with_gpus(client)
     if backend == "auto":

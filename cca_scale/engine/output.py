@@ -92,7 +92,8 @@ class ComparisonOutput:
     def open(cls, path) -> "ComparisonOutput":
         group = _open_group(path, "r")
         if ATTR_KEY not in group.attrs:
-            raise StoreError(f"{str(path)!r} is a Zarr group but not a cca_scale comparison output.")
+            raise StoreError(
+                f"{str(path)!r} is a Zarr group but not a cca_scale comparison output.")
         return cls(path, group)
 
     @property
@@ -177,7 +178,8 @@ class ComparisonOutput:
                 f"{self.path!r} was computed with --tile {meta['tile']}; resuming needs the same "
                 "tile size. Omit --tile, or pass --overwrite to start again."
             )
-        for axis, old_items, new_items in (("row", meta["rows"], rows), ("column", meta["cols"], cols)):
+        for axis, old_items, new_items in (("row", meta["rows"], rows),
+                                           ("column", meta["cols"], cols)):
             old_labels = [r["label"] for r in old_items]
             new_labels = [r["label"] for r in new_items]
             if new_labels[:len(old_labels)] != old_labels:
@@ -301,7 +303,7 @@ def load_distances(path) -> DistanceMatrix:
 
 
 def save_distances(matrix: DistanceMatrix, path, *, overwrite: bool = False) -> None:
-    """Write a DistanceMatrix in the comparison-output layout, readable by :func:`load_distances`."""
+    """Write a DistanceMatrix in the comparison-output layout (read by :func:`load_distances`)."""
     import zarr
 
     try:

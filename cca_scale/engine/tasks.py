@@ -78,7 +78,8 @@ def _read_existing(out_path: str, tile: Tile) -> tuple[dict, dict | None]:
     import zarr
 
     group = zarr.open_group(store=out_path, mode="r", zarr_format=3)
-    block = {name: np.asarray(group[name][tile.r0:tile.r1, tile.c0:tile.c1]) for name in PAIR_ARRAYS}
+    block = {name: np.asarray(group[name][tile.r0:tile.r1, tile.c0:tile.c1])
+             for name in PAIR_ARRAYS}
     mirror = None
     if tile.mirrored and not tile.diagonal:
         mirror = {name: np.asarray(group[name][tile.c0:tile.c1, tile.r0:tile.r1])
