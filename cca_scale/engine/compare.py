@@ -268,8 +268,6 @@ def submit(
         out, resume, tile_in_force = ComparisonOutput.prepare(
             out, params=params, rows=row_records, cols=col_records, square=square, tile=tile,
             default_tile=default_tile, overwrite=overwrite, extra_meta=extra)
-        out.update_meta(backend=backend, versions=extra["versions"],
-                        input_fingerprint=extra["input_fingerprint"])
         handle = Comparison(out=out, resume=resume, tile=tile_in_force, client=client, owned=owned,
                             temporary_dir=temporary_dir)
         _submit_tiles(handle, rows, cols, row_readers, col_readers, square=square, metric=metric,
@@ -414,14 +412,9 @@ def plan(store, *, layer: str, out, metric: str = "pwcca", variant: str = "paper
     except (StoreError, FileNotFoundError):
         pass
     if existing is not None and not overwrite:
-        meta = existing.meta
-        size = int(meta["tile"])
-        mask = existing.done_mask()
-        tiles = list(iter_tiles(len(rows), len(cols), size, square=square))
-        done = sum(1 for t in tiles if t.bi < mask.shape[0] and t.bj < mask.shape[1]
-                   and mask[t.bi, t.bj] and t.r1 <= len(meta["rows"]) and t.c1 <= len(meta["cols"]))
-        info.update(tile=size, tiles_total=len(tiles), tiles_done=done,
-                    tiles_left=len(tiles) - done, output="exists (resume)")
+        done, total = existing.resume_state(len(rows), len(cols), square)
+        info.update(tile=int(existing.meta["tile"]), tiles_total=total, tiles_done=done,
+                    tiles_left=total - done, output="exists (resume)")
     else:
         width = max(int(store.reader(i.network, i.layer, step=i.step, timestep=i.timestep).shape[1])
                     for i in rows[:1] + cols[:1])

@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 
 from cca_scale._json import json_safe
-from cca_scale.engine.tiles import Tile, n_blocks
+from cca_scale.engine.tiles import Tile, iter_tiles, n_blocks
 from cca_scale.errors import StoreConflictError, StoreError
 from cca_scale.matrix import DistanceMatrix
 
-__all__ = ["PAIR_ARRAYS", "ComparisonOutput", "load_distances", "save_distances",
-           "write_tile_arrays"]
+__all__ = ["PAIR_ARRAYS", "ComparisonOutput", "count_done", "load_distances",
+           "read_tile_arrays", "save_distances", "write_tile_arrays"]
 
 FORMAT_VERSION = 1
 ATTR_KEY = "cca_scale"
@@ -136,11 +136,13 @@ class ComparisonOutput:
                 out = cls(path, zarr.open_group(store=str(path), mode="r+", zarr_format=3))
                 tile_in_force = out._check_compatible(params, rows, cols, tile)
                 state = out._extend(rows, cols, square, tile_in_force)
+                # This run's versions, input fingerprint and backend; "created" stays the first run's.
+                out.update_meta(**{k: v for k, v in extra_meta.items() if k != "created"})
                 return out, state, tile_in_force
         tile = tile or default_tile
         out = cls._create(path, params=params, rows=rows, cols=cols, square=square, tile=tile,
                           extra_meta=extra_meta)
-        total = sum(1 for _ in _tiles(len(rows), len(cols), tile, square))
+        total = sum(1 for _ in iter_tiles(len(rows), len(cols), tile, square=square))
         return out, ResumeState(0, total, created=True, extended=False), tile
 
     @classmethod
@@ -219,14 +221,18 @@ class ComparisonOutput:
                         done[:, edge] = 0
             meta["rows"], meta["cols"] = rows, cols
             self.group.attrs[ATTR_KEY] = meta
-        mask = self.done_mask()
-        tiles = list(_tiles(len(rows), len(cols), tile, square))
-        done = sum(1 for t in tiles if mask[t.bi, t.bj])
-        return ResumeState(done, len(tiles), created=False, extended=extended)
+        done, total = count_done(self.done_mask(), old_shape, len(rows), len(cols), tile, square)
+        return ResumeState(done, total, created=False, extended=extended)
 
     # -- state ---------------------------------------------------------------------------------
     def done_mask(self) -> np.ndarray:
         return np.asarray(self.group[DONE][...], dtype=bool)
+
+    def resume_state(self, n_rows: int, n_cols: int, square: bool) -> tuple[int, int]:
+        """``(tiles done, tiles total)`` for a selection of this size, without writing anything."""
+        meta = self.meta
+        return count_done(self.done_mask(), (len(meta["rows"]), len(meta["cols"])), n_rows,
+                          n_cols, int(meta["tile"]), square)
 
     def update_meta(self, **fields) -> None:
         meta = self.meta
@@ -237,10 +243,16 @@ class ComparisonOutput:
         return _read_matrix(self.group, self.path)
 
 
-def _tiles(n_rows, n_cols, tile, square):
-    from cca_scale.engine.tiles import iter_tiles
-
-    return iter_tiles(n_rows, n_cols, tile, square=square)
+def count_done(mask: np.ndarray, old_shape: tuple[int, int], n_rows: int, n_cols: int,
+               tile: int, square: bool) -> tuple[int, int]:
+    """Tiles of an ``n_rows x n_cols`` comparison already done: flagged in ``mask`` and lying
+    within the ``old_shape`` the output had (a block that was partial then has new positions now).
+    """
+    tiles = list(iter_tiles(n_rows, n_cols, tile, square=square))
+    done = sum(1 for t in tiles
+               if t.bi < mask.shape[0] and t.bj < mask.shape[1] and mask[t.bi, t.bj]
+               and t.r1 <= old_shape[0] and t.c1 <= old_shape[1])
+    return done, len(tiles)
 
 
 def write_tile_arrays(path: str, tile: Tile, blocks: dict[str, np.ndarray],
@@ -260,14 +272,23 @@ def write_tile_arrays(path: str, tile: Tile, blocks: dict[str, np.ndarray],
         done[tile.bj, tile.bi] = 1
 
 
-def read_tile_block(path: str, tile: Tile) -> tuple[np.ndarray, np.ndarray | None]:
-    """The current distance chunk of a tile (and of its mirror): NaN marks pairs still to do."""
+def read_tile_arrays(path: str, tile: Tile) -> tuple[dict, dict | None]:
+    """Worker side: a tile's current chunks of every per-pair array (and its mirror's).
+
+    NaN distances mark the pairs still to do (a fresh tile, or new positions after an extension).
+    """
     import zarr
 
-    arr = zarr.open_array(store=path, path="distance", mode="r", zarr_format=3)
-    block = arr[tile.r0:tile.r1, tile.c0:tile.c1]
-    mirror = arr[tile.c0:tile.c1, tile.r0:tile.r1] if tile.mirrored else None
-    return np.asarray(block), (None if mirror is None else np.asarray(mirror))
+    group = zarr.open_group(store=path, mode="r", zarr_format=3)
+
+    def read(rows: slice, cols: slice) -> dict:
+        return {name: np.asarray(group[name][rows, cols]) for name in PAIR_ARRAYS}
+
+    block = read(slice(tile.r0, tile.r1), slice(tile.c0, tile.c1))
+    mirror = None
+    if tile.mirrored and not tile.diagonal:
+        mirror = read(slice(tile.c0, tile.c1), slice(tile.r0, tile.r1))
+    return block, mirror
 
 
 def _read_matrix(group, path) -> DistanceMatrix:

@@ -13,7 +13,7 @@ import numpy as np
 from cca_scale.core.basis import Basis, BasisAccumulator
 from cca_scale.core.pairs import SvccaSide, pair_distances, svcca_rank
 from cca_scale.core.validation import describe
-from cca_scale.engine.output import PAIR_ARRAYS, write_tile_arrays
+from cca_scale.engine.output import read_tile_arrays, write_tile_arrays
 from cca_scale.engine.tiles import Tile
 
 __all__ = ["array_module", "prepare_task", "tile_task", "TileSpec", "TileSummary"]
@@ -74,19 +74,6 @@ class TileSummary:
     finished: float = 0.0
 
 
-def _read_existing(out_path: str, tile: Tile) -> tuple[dict, dict | None]:
-    import zarr
-
-    group = zarr.open_group(store=out_path, mode="r", zarr_format=3)
-    block = {name: np.asarray(group[name][tile.r0:tile.r1, tile.c0:tile.c1])
-             for name in PAIR_ARRAYS}
-    mirror = None
-    if tile.mirrored and not tile.diagonal:
-        mirror = {name: np.asarray(group[name][tile.c0:tile.c1, tile.r0:tile.r1])
-                  for name in PAIR_ARRAYS}
-    return block, mirror
-
-
 def _truncated(basis: Basis, k: int) -> Basis:
     return Basis(q=None, s=basis.s[:k], vt=basis.vt[:k], mean=basis.mean,
                  n_datapoints=basis.n_datapoints, rtol=basis.rtol)
@@ -107,7 +94,7 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
     tile = spec.tile
     xp = array_module(spec.backend)
     dtype = np.dtype(spec.dtype)
-    block, mirror = _read_existing(spec.out_path, tile)
+    block, mirror = read_tile_arrays(spec.out_path, tile)
     todo = np.isnan(block["distance"])
     if mirror is not None:
         todo |= np.isnan(mirror["distance"]).T
