@@ -104,7 +104,8 @@ class Basis:
 
     def to(self, xp) -> "Basis":
         """The same basis with every array moved to the array module ``xp`` (e.g. NumPy -> CuPy)."""
-        move = (lambda a: a) if array_namespace(self.s) is xp else (lambda a: xp.asarray(_host(a)))
+        # xp.asarray does not copy an array already in xp; NumPy needs CuPy arrays brought home.
+        move = (lambda a: np.asarray(_host(a))) if xp is np else xp.asarray
         return Basis(
             q=None if self.q is None else move(self.q), s=move(self.s), vt=move(self.vt),
             mean=move(self.mean), n_datapoints=self.n_datapoints, rtol=self.rtol,

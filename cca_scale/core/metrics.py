@@ -17,6 +17,7 @@ from cca_scale.core.pairs import (
     check_metric,
     compare,
     original_pwcca_similarity,
+    projection_weights,
 )
 from cca_scale.core.validation import check_not_constant, check_pair
 
@@ -107,12 +108,9 @@ def cca(x, y, *, rtol: float | None = None, dtype: Any = None,
     xp = array_namespace(a.q)
     u, rho, vt = xp.linalg.svd(a.q.T @ b.q, full_matrices=False)
     rho = xp.clip(rho, 0.0, 1.0)
-    weights = []
-    for proj in (u.T @ a.r, vt @ b.r):
-        alpha = xp.sum(xp.abs(proj), axis=1)
-        weights.append(alpha / xp.sum(alpha))
     return CCAResult(rho=rho, x_basis=a, y_basis=b, x_rotation=u, y_rotation=vt.T,
-                     x_weights=weights[0], y_weights=weights[1])
+                     x_weights=projection_weights(u.T @ a.r),
+                     y_weights=projection_weights(vt @ b.r))
 
 
 def pwcca_distance(x, y, *, variant: str = "paper", epsilon: float = DEFAULT_EPSILON,

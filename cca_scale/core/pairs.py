@@ -30,6 +30,7 @@ __all__ = [
     "pair_distances",
     "SvccaSide",
     "original_pwcca_similarity",
+    "projection_weights",
 ]
 
 METRICS = ("pwcca", "mean_cca", "svcca", "cka", "cosine", "euclidean")
@@ -278,11 +279,20 @@ def _baseline_distance(cross, a: Basis, b: Basis, metric: str) -> float:
     return float(xp.sqrt((xp.clip(sq, 0.0, None) + n * xp.sum((a.mean - b.mean) ** 2)) / n))
 
 
-def _weighted_mean(projections, rho) -> float:
-    """``sum_i alpha_i rho_i`` with ``alpha_i`` proportional to ``sum_j |projections[i, j]|``."""
+def projection_weights(projections):
+    """The paper's weights ``alpha_i``, proportional to ``sum_j |projections[i, j]|``, summing to 1.
+
+    ``projections[i, j] = <h_i, z_j>``: canonical variate ``i`` against centred neuron ``j``.
+    """
     xp = array_namespace(projections)
     alpha = xp.sum(xp.abs(projections), axis=1)
-    return float(xp.sum(alpha * rho) / xp.sum(alpha))
+    return alpha / xp.sum(alpha)
+
+
+def _weighted_mean(projections, rho) -> float:
+    """``sum_i alpha_i rho_i`` with the :func:`projection_weights` of ``projections``."""
+    xp = array_namespace(projections)
+    return float(xp.sum(projection_weights(projections) * rho))
 
 
 def compare(
