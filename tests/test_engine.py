@@ -327,8 +327,8 @@ def test_cli_compare_dry_run_and_resume_line(sweep, tmp_path):
     assert first.returncode == 0, first.stderr
     assert "resuming: 0 of 3 tiles already done" in first.stderr
     assert "wrote" in first.stdout and "4 x 4" in first.stdout
-    again = _run_cli("compare", str(path), "--layer", LAYER, "--out", str(out), "--workers", "2",
-                     "--networks", "lr == 0.1")
+    again = _run_cli("compare", str(path), "--layer", LAYER, "--out", str(out),
+                     "--wait-workers", "2", "--networks", "lr == 0.1")
     assert "resuming: 3 of 3 tiles already done" in again.stderr
     bad = _run_cli("compare", str(path), "--layer", "nope", "--out", str(tmp_path / "x.zarr"))
     assert bad.returncode == 1 and "Layers in the selection" in bad.stderr

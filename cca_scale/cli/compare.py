@@ -99,12 +99,10 @@ def run(args) -> int:
         client = launch(args.cluster, **({"n_workers": args.workers}
                                          if args.workers and args.cluster == "local" else {}))
     if args.wait_workers:
-        if client is None:
-            from cca_scale.deploy import launch
+        from cca_scale.engine.cluster import open_client
 
-            client = launch("address", address=args.scheduler) if args.scheduler else \
-                launch("local", n_workers=args.workers or args.wait_workers,
-                       dashboard_address="127.0.0.1:0")
+        client, _ = open_client(client=client, scheduler=args.scheduler,
+                                n_workers=args.workers or args.wait_workers, gpu=args.gpu)
         client.wait_for_workers(args.wait_workers, timeout=600)
     started = time.perf_counter()
     handle = submit(args.store, client=client, scheduler=args.scheduler, n_workers=args.workers,
