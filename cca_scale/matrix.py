@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cca_scale.errors import CcaScaleError
+from cca_scale.errors import CcaScaleError, NetworkNotFoundError
 
 __all__ = ["DistanceMatrix", "SYMMETRIZE"]
 
@@ -177,8 +177,6 @@ def _positions(labels: tuple[str, ...], wanted: list[str], what: str) -> list[in
     index = {label: i for i, label in enumerate(labels)}
     missing = [w for w in wanted if w not in index]
     if missing:
-        from cca_scale.errors import NetworkNotFoundError
-
         raise NetworkNotFoundError(
             f"{what} network(s) {missing[:5]} are not in this matrix; it has {list(labels)[:10]}"
             f"{' ...' if len(labels) > 10 else ''}."

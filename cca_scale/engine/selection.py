@@ -62,7 +62,7 @@ def _choose_steps(store, network: str, layer: str, step: StepSpec) -> list[int |
 
 def _choose_timesteps(store, network: str, layer: str, timestep,
                       step: int | None = None) -> list[int | None]:
-    timesteps = list(store.timesteps(network, layer, step)) if hasattr(store, "timesteps") else []
+    timesteps = list(store.timesteps(network, layer, step))
     if timestep is None:
         if timesteps:
             raise CcaScaleError(
