@@ -16,6 +16,12 @@ __all__ = [
     "LayerNotFoundError",
     "NetworkNotFoundError",
     "InvalidNameError",
+    "InvalidQueryError",
+    "DamagedStoreError",
+    "UnsafeOutputError",
+    "OutputBusyError",
+    "StorageWriteError",
+    "IllPosedWarning",
 ]
 
 
@@ -52,3 +58,33 @@ class LayerNotFoundError(NotFoundError):
 
 class NetworkNotFoundError(NotFoundError):
     """A network id that the store does not hold."""
+
+
+class InvalidQueryError(StoreError):
+    """A network query outside the allowed grammar. Queries are data, never code: only
+    comparisons, ``and``/``or``/``not``, ``in`` lists, attribute names and literals."""
+
+
+class DamagedStoreError(StoreError):
+    """Stored data that cannot be read back as written: a missing or corrupt chunk, metadata
+    that does not parse. Never read as zeros or skipped."""
+
+
+class UnsafeOutputError(StoreError):
+    """An output path that holds something cca_scale did not write there (an activation store,
+    a non-Zarr folder, the current directory, a symlink, a device). It is never replaced."""
+
+
+class OutputBusyError(StoreConflictError):
+    """Another run holds the output's lock (two runs on one output would race)."""
+
+
+class StorageWriteError(StoreError):
+    """The file system refused a write (disk full, read-only, permission). Nothing half-written
+    is left behind."""
+
+
+class IllPosedWarning(UserWarning):
+    """CCA is ill-posed for this pair: ``rank_x + rank_y > n_datapoints - 1`` forces some
+    canonical correlations to 1, and PWCCA then depends on an arbitrary basis inside that block.
+    Use more datapoints (many times the neuron count) or fewer neurons."""
