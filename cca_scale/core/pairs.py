@@ -23,6 +23,7 @@ __all__ = [
     "PairResult",
     "check_metric",
     "ALIGNED_METRICS",
+    "CCA_METRICS",
     "check_aligned",
     "check_keep",
     "svcca_rank",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 METRICS = ("pwcca", "mean_cca", "svcca", "cka", "cosine", "euclidean")
+#: Metrics built on CCA: degenerate when n_datapoints <= n_neurons (refused unless opted in).
+CCA_METRICS = ("pwcca", "mean_cca", "svcca")
 #: Metrics that compare neuron by neuron, so both layers need the same number of neurons.
 ALIGNED_METRICS = ("cosine", "euclidean")
 VARIANTS = ("paper", "svcca")

@@ -12,8 +12,8 @@ from array_api_compat import array_namespace, is_cupy_array
 
 from cca_scale.errors import ActivationError
 
-__all__ = ["check_activations", "check_not_constant", "check_pair", "constant_layer_error",
-           "describe", "resolve_dtype"]
+__all__ = ["check_activations", "check_not_constant", "check_overdetermined", "check_pair",
+           "constant_layer_error", "describe", "resolve_dtype"]
 
 
 def describe(name: str, *, network: str | None = None, layer: str | None = None) -> str:
@@ -121,14 +121,27 @@ def check_activations(
         raise ActivationError(
             f"{who}: activations overflow when summed (values near the float limit); rescale them."
         )
-    if ensure_overdetermined and n_datapoints <= n_neurons and not allow_underdetermined:
+    if ensure_overdetermined:
+        check_overdetermined(n_datapoints, n_neurons, who=who,
+                             allow_underdetermined=allow_underdetermined)
+    return x
+
+
+def check_overdetermined(n_datapoints: int, n_neurons: int, *, who: str,
+                         allow_underdetermined: bool = False) -> None:
+    """Refuse ``n_datapoints <= n_neurons`` for CCA, unless the caller opted in.
+
+    The one rule for the one-pair functions and the engine (which checks every selected layer's
+    shape before any tile runs), worded the same in both; ``who`` names the array.
+    """
+    if n_datapoints <= n_neurons and not allow_underdetermined:
         raise ActivationError(
             f"{who}: {n_datapoints} datapoints for {n_neurons} neurons. With n_datapoints <= "
             "n_neurons CCA is degenerate: every canonical correlation tends to 1 whatever the "
             "data. Use more datapoints (the paper used many times the neuron count), fewer "
-            "neurons, or pass allow_underdetermined=True if you know what you are doing."
+            "neurons, or pass allow_underdetermined=True (--allow-underdetermined) if you know "
+            "what you are doing."
         )
-    return x
 
 
 def check_pair(x, y, *, names: tuple[str, str] = ("x", "y"), **kwargs):
