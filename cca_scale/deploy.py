@@ -54,6 +54,7 @@ __all__ = [
     "TLSFiles",
     "kubernetes_cluster_spec",
     "launch",
+    "local_worker_count",
     "make_tls_certificates",
     "slurm_options",
     "tls_environment",
@@ -188,8 +189,9 @@ def _local(*, n_workers: int | None = None, threads_per_worker: int = 1,
            security: Any = None, **cluster_options: Any) -> "Client":
     from distributed import LocalCluster
 
+    _check_workers(n_workers)
     if n_workers is None:
-        n_workers = _usable_cores()
+        n_workers = local_worker_count()
     cluster_options.setdefault("processes", True)  # one process each: no GIL contention
     with dask.config.set(SCHEDULER_SETTINGS):
         cluster = LocalCluster(
@@ -208,6 +210,7 @@ def _local_gpu(*, devices: str | Iterable[int] | None = None, n_workers: int | N
                dashboard_address: str | None = LOCAL_DASHBOARD, host: str = "127.0.0.1",
                security: Any = None, resources: Mapping[str, float] | None = None,
                **cluster_options: Any) -> "Client":
+    _check_workers(n_workers)
     dask_cuda = _require("dask_cuda", "local-gpu", _PIP_CUDA)
     if rmm_pool_size is not None:
         _require("rmm", "local-gpu with rmm_pool_size",
@@ -231,6 +234,7 @@ def _local_gpu(*, devices: str | Iterable[int] | None = None, n_workers: int | N
 def _slurm(*, n_workers: int = 1, config_file: str | os.PathLike | None = None,
            dashboard_address: str | None = LOCAL_DASHBOARD, security: Any = None,
            **cluster_options: Any) -> "Client":
+    _check_workers(n_workers)
     dask_jobqueue = _require("dask_jobqueue", "slurm", "pip install 'cca-scale[slurm]'")
     settings = dict(SLURM_DEFAULTS)
     if config_file is not None:
@@ -251,6 +255,7 @@ def _kubernetes(*, image: str | None = None, name: str = "cca-scale", namespace:
                 scheduler_memory: str = "4Gi", rmm_pool_size: str | None = "0.8",
                 env: Mapping[str, str] | None = None, security: Any = None,
                 **cluster_options: Any) -> "Client":
+    _check_workers(n_workers)
     operator = _require("dask_kubernetes.operator", "kubernetes",
                         "pip install 'cca-scale[kubernetes]'")
     if security is not None:
@@ -392,11 +397,21 @@ def _require(module: str, kind: str, how: str) -> Any:
             f"installed ({exc}). Install it with: {how}") from exc
 
 
-def _usable_cores() -> int:
+def local_worker_count() -> int:
+    """Cores this process may use (respects CPU affinity, e.g. under SLURM or taskset)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _check_workers(n_workers: Any) -> None:
+    """Worker counts are positive integers (0 or -2 workers would wait for ever)."""
+    if n_workers is not None and (not isinstance(n_workers, int) or isinstance(n_workers, bool)
+                                  or n_workers < 1):
+        raise LaunchError(
+            f"The 'n_workers' parameter must be a positive integer. Got {n_workers!r} instead."
+        )
 
 
 def _slurm_config_file(path: str | os.PathLike) -> dict[str, Any]:

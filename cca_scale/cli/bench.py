@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cca_scale.cli.common import positive_int
+
 EXAMPLES = """\
 examples:
   cca-scale bench --core                                  # one pair, one thread
@@ -22,14 +24,15 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--core", action="store_true",
                    help="per-pair time of the prepared path vs the naive one (1 thread)")
-    p.add_argument("--networks", type=int, default=32)
-    p.add_argument("--datapoints", type=int, default=10_000)
-    p.add_argument("--neurons", type=int, default=128)
-    p.add_argument("--workers", type=int, help="local workers (default: cores)")
-    p.add_argument("--tile", type=int)
+    p.add_argument("--networks", type=positive_int, default=32)
+    p.add_argument("--datapoints", type=positive_int, default=10_000)
+    p.add_argument("--neurons", type=positive_int, default=128)
+    p.add_argument("--workers", type=positive_int, help="local workers (default: cores)")
+    p.add_argument("--tile", type=positive_int)
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--gpu", action="store_true", help="run the engine on local GPUs (dask-cuda)")
-    p.add_argument("--naive-pairs", type=int, default=3, help="pairs timed for the naive method")
+    p.add_argument("--naive-pairs", type=positive_int, default=3,
+                   help="pairs timed for the naive method")
     p.add_argument("--workdir", help="where the synthetic store goes (default: a temp dir)")
     p.set_defaults(run=run)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 
@@ -16,6 +17,42 @@ def parse_selection(text: str | None):
     if _ID_LIST.match(text):
         return text.split(",")
     return text
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts (``--workers``, ``--tile``): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type for tolerances (``--epsilon``): a finite number >= 0."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def parse_timestep(text: str | None):
+    """``--timestep`` values: an int or ``all``."""
+    if text is None or text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        from cca_scale.errors import CcaScaleError
+
+        raise CcaScaleError(f"--timestep must be an int or 'all'. Got {text!r} instead.") from None
 
 
 def parse_step(text: str | None):

@@ -6,7 +6,14 @@ import argparse
 import sys
 import time
 
-from cca_scale.cli.common import parse_selection, parse_step, show_progress
+from cca_scale.cli.common import (
+    finite_float,
+    parse_selection,
+    parse_step,
+    parse_timestep,
+    positive_int,
+    show_progress,
+)
 
 EXAMPLES = """\
 examples:
@@ -49,7 +56,11 @@ def add_parser(sub) -> None:
     p.add_argument("--timestep", help="sequence timestep of recurrent layers: T or 'all'")
     p.add_argument("--keep", type=float, default=0.99,
                    help="svcca metric: variance fraction in (0, 1), or a number of directions")
-    p.add_argument("--epsilon", type=float, default=1e-10, help="svcca variant's epsilon")
+    p.add_argument("--epsilon", type=finite_float, default=1e-10,
+                   help="svcca variant's variance cut-off and ridge (finite, >= 0)")
+    p.add_argument("--allow-underdetermined", action="store_true",
+                   help="accept layers with n_datapoints <= n_neurons for the CCA metrics, where "
+                        "every canonical correlation tends to 1 (refused by default)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="working precision (float32 agrees to ~1e-4; faster on GPUs)")
     where = p.add_argument_group("where it runs (default: a local cluster, one worker per core)")
@@ -57,12 +68,15 @@ def add_parser(sub) -> None:
                        help="use a running Dask scheduler, e.g. tcp://host:8786 or tls://host:8786")
     where.add_argument("--cluster", choices=["local", "local-gpu", "slurm", "kubernetes"],
                        help="start a cluster with cca_scale.launch() (see deploy/README.md)")
-    where.add_argument("--workers", type=int, help="local worker processes (default: cores)")
-    where.add_argument("--wait-workers", type=int, metavar="N",
+    where.add_argument("--workers", type=positive_int,
+                       help="local worker processes (default: cores)")
+    where.add_argument("--wait-workers", type=positive_int, metavar="N",
                        help="with --scheduler/--cluster: wait until N workers have joined")
     where.add_argument("--gpu", action="store_true",
                        help="compute with CuPy on workers declaring GPU=1 (local: dask-cuda)")
-    p.add_argument("--tile", type=int, help="networks per tile side (default: fits memory)")
+    p.add_argument("--tile", type=positive_int,
+                   help="networks per tile side (default: fits memory; a tile too large for a "
+                        "worker's memory is refused)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output computed with other parameters")
     p.add_argument("--dry-run", action="store_true",
@@ -78,15 +92,14 @@ def _keep(value: float):
 def run(args) -> int:
     from cca_scale.engine.compare import plan, submit
 
-    timestep = None if args.timestep is None else (
-        "all" if args.timestep == "all" else int(args.timestep))
     kwargs = dict(
         layer=args.layer, out=args.out, metric=args.metric, variant=args.variant,
         networks=parse_selection(args.networks), against=parse_selection(args.against),
         step=parse_step(args.step),
         against_step="same" if args.against_step == "same" else parse_step(args.against_step),
-        against_layer=args.against_layer, timestep=timestep, dtype=args.dtype, tile=args.tile,
-        keep=_keep(args.keep), epsilon=args.epsilon, overwrite=args.overwrite)
+        against_layer=args.against_layer, timestep=parse_timestep(args.timestep), dtype=args.dtype,
+        tile=args.tile, keep=_keep(args.keep), epsilon=args.epsilon,
+        allow_underdetermined=args.allow_underdetermined, overwrite=args.overwrite)
     if args.dry_run:
         info = plan(args.store, **kwargs)
         for key, value in info.items():

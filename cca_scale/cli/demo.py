@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cca_scale.cli.common import show_progress
+from cca_scale.cli.common import positive_int, show_progress
 
 DESCRIPTION = """\
 Train a sweep of small MLPs on scikit-learn's bundled digits (no download), store their
@@ -31,16 +31,6 @@ plots, findings.json (every number), networks.csv, activations.zarr (the store; 
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "demo", help="train a small sweep on digits, compare, cluster and report (1-2 min)",
@@ -50,7 +40,7 @@ def add_parser(sub) -> None:
                         "did not write is refused")
     p.add_argument("--quick", action="store_true",
                    help="a smaller sweep through the same code (for tests; under a minute)")
-    p.add_argument("--workers", type=_positive_int, metavar="N",
+    p.add_argument("--workers", type=positive_int, metavar="N",
                    help="worker processes of the local Dask cluster (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cca_scale.cli.common import parse_selection, show_progress
+from cca_scale.cli.common import parse_selection, positive_int, show_progress
 
 EXAMPLES = """\
 examples:
@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
                    help="divide each curve by its distance at the first step, so a layer that "
                         "starts further from its final state does not count as converging later")
     p.add_argument("--plot", metavar="FILE", help="convergence curves (.png or .svg)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    p.add_argument("--workers", type=positive_int, help="local worker processes (default: cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")

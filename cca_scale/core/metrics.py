@@ -13,6 +13,7 @@ from cca_scale.core.basis import Basis, _host, prepare
 from cca_scale.core.pairs import (
     DEFAULT_EPSILON,
     SvccaSide,
+    check_epsilon,
     check_keep,
     check_metric,
     compare,
@@ -143,6 +144,7 @@ def pwcca_distance(x, y, *, variant: str = "paper", epsilon: float = DEFAULT_EPS
     float in [0, 1]
     """
     check_metric("pwcca", variant)
+    check_epsilon(epsilon)
     if variant == "svcca":
         return _original_pwcca_distance(x, y, epsilon=epsilon,
                                         allow_underdetermined=allow_underdetermined)

@@ -25,6 +25,7 @@ __all__ = [
     "ALIGNED_METRICS",
     "CCA_METRICS",
     "check_aligned",
+    "check_epsilon",
     "check_keep",
     "svcca_rank",
     "compare",
@@ -74,6 +75,17 @@ def check_keep(keep) -> None:
         raise CcaScaleError(
             "The 'keep' parameter must be an int >= 1 (number of SVD directions) or a float in "
             f"(0, 1) (fraction of variance to keep). Got {keep!r} instead."
+        )
+
+
+def check_epsilon(epsilon) -> None:
+    """The svcca variant's ``epsilon``: a finite float >= 0 (variance cut-off and ridge)."""
+    ok = isinstance(epsilon, (int, float, np.integer, np.floating)) and not isinstance(
+        epsilon, bool) and np.isfinite(epsilon) and epsilon >= 0
+    if not ok:
+        raise CcaScaleError(
+            "The 'epsilon' parameter must be a finite number >= 0 (the svcca variant's variance "
+            f"cut-off and ridge; default {DEFAULT_EPSILON}). Got {epsilon!r} instead."
         )
 
 

@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-__all__ = ["local_worker_count", "open_client", "worker_memory_bytes", "workers_with_gpus"]
-
-
-def local_worker_count() -> int:
-    """Cores this process may use (respects CPU affinity, e.g. under SLURM or taskset)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+__all__ = ["open_client", "worker_memory_bytes", "workers_with_gpus"]
 
 
 def open_client(*, client=None, scheduler: str | None = None, n_workers: int | None = None,
@@ -26,7 +16,7 @@ def open_client(*, client=None, scheduler: str | None = None, n_workers: int | N
     """
     if client is not None:
         return client, False
-    from cca_scale.deploy import launch
+    from cca_scale.deploy import launch, local_worker_count
 
     if scheduler:
         return launch("address", address=scheduler), True

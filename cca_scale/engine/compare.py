@@ -17,30 +17,26 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cca_scale.core.pairs import (
-    ALIGNED_METRICS,
-    DEFAULT_EPSILON,
-    check_aligned,
-    check_keep,
-    check_metric,
-)
-from cca_scale.core.validation import resolve_dtype
+from cca_scale.core.pairs import ALIGNED_METRICS, DEFAULT_EPSILON, check_aligned
+from cca_scale.core.validation import check_overdetermined
 from cca_scale.engine.cluster import open_client, worker_memory_bytes, workers_with_gpus
-from cca_scale.engine.output import ComparisonOutput, ResumeState
+from cca_scale.engine.output import PAIR_ARRAYS, ComparisonOutput, ResumeState
+from cca_scale.engine.request import DEFAULT_CHUNK_ROWS, ComparisonRequest, check_count
 from cca_scale.engine.selection import StepSpec, item_records, open_store, resolve_axes
 from cca_scale.engine.tasks import BACKENDS, TileSpec, TileSummary, prepare_task, tile_task
-from cca_scale.engine.tiles import iter_tiles, tile_size
-from cca_scale.errors import CcaScaleError, StoreError
+from cca_scale.engine.tiles import iter_tiles, tile_memory_bytes, tile_size
+from cca_scale.errors import ActivationError, CcaScaleError, StoreError
 from cca_scale.matrix import DistanceMatrix
 
 __all__ = ["Comparison", "compare", "plan", "submit"]
 
 logger = logging.getLogger(__name__)
 
-#: Datapoints per streamed block in a tile task (the GEMM's inner dimension per step).
-DEFAULT_CHUNK_ROWS = 4096
-#: Share of a worker's memory limit one tile task may plan to use.
+#: Share of a worker's memory limit one tile task may plan to use (the default tile size).
 TILE_MEMORY_FRACTION = 0.25
+#: A tile size asked for explicitly is refused above this share of a worker's memory limit
+#: (Dask pauses a worker at 80% and restarts it at 95%).
+TILE_MEMORY_LIMIT = 0.6
 FALLBACK_TILE_MEMORY = 1 << 30
 #: Bases before any tile: a tile can only start once all of its networks are prepared.
 PREPARE_PRIORITY = 1 << 40
@@ -109,6 +105,7 @@ class Comparison:
             self._finish()
             return self.out.read()
         finally:
+            self.out.release()
             self._close()
             self._remove_temporary()
 
@@ -118,6 +115,7 @@ class Comparison:
             if self.futures:
                 self.client.cancel(self.futures)
         finally:
+            self.out.release()
             self._close()
             self._remove_temporary()
 
@@ -162,11 +160,7 @@ def _block_rows(readers, preferred: int) -> int:
 
 
 def _check_backend(backend: str, client) -> str:
-    if backend not in ("auto",) + BACKENDS:
-        raise CcaScaleError(
-            f"The 'backend' parameter must be one of {['auto', *BACKENDS]}. "
-            f"Got {backend!r} instead."
-        )
+    """The backend the tasks use, once the cluster is known (the name was checked before)."""
     gpus = workers_with_gpus(client)
     if backend == "auto":
         return "cupy" if gpus else "numpy"
@@ -177,6 +171,92 @@ def _check_backend(backend: str, client) -> str:
             "'cca-scale compare --gpu' (a local dask-cuda cluster), or use backend='numpy'."
         )
     return backend
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """A request applied to a store: the compared layers, their readers, and their sizes."""
+
+    rows: list
+    cols: list
+    square: bool
+    row_readers: list
+    col_readers: list
+    n_datapoints: int
+
+    @property
+    def readers(self) -> list:
+        return self.row_readers + ([] if self.square else self.col_readers)
+
+    @property
+    def max_neurons(self) -> int:
+        return max(int(r.shape[1]) for r in self.readers)
+
+    @property
+    def side(self) -> int:
+        return max(len(self.rows), len(self.cols))
+
+
+def _who(reader) -> str:
+    who = f"network {reader.network!r}, layer {reader.layer!r}"
+    if reader.step is not None:
+        who += f", step {reader.step}"
+    if getattr(reader, "timestep", None) is not None:
+        who += f", timestep {reader.timestep}"
+    return who
+
+
+def _resolve(store, req: ComparisonRequest) -> _Resolved:
+    """Select the layers and check them as the one-pair functions would, before any work.
+
+    Refuses, naming network and layer: different datapoint counts, ``n_datapoints <=
+    n_neurons`` for CCA metrics (unless ``allow_underdetermined``), different widths for the
+    neuron-aligned metrics.
+    """
+    rows, cols, square = resolve_axes(store, layer=req.layer, networks=req.networks,
+                                      against=req.against, step=req.step,
+                                      against_step=req.against_step,
+                                      against_layer=req.against_layer, timestep=req.timestep)
+    row_readers = [store.reader(i.network, i.layer, step=i.step, timestep=i.timestep)
+                   for i in rows]
+    col_readers = row_readers if square else [
+        store.reader(i.network, i.layer, step=i.step, timestep=i.timestep) for i in cols]
+    counts = {int(r.shape[0]) for r in row_readers + col_readers}
+    if len(counts) != 1:
+        raise CcaScaleError(f"The selected layers have different numbers of datapoints: "
+                            f"{sorted(counts)}.")
+    resolved = _Resolved(rows, cols, square, row_readers, col_readers, counts.pop())
+    if req.needs_overdetermined:
+        for reader in resolved.readers:
+            check_overdetermined(int(reader.shape[0]), int(reader.shape[1]), who=_who(reader))
+    if req.metric in ALIGNED_METRICS:
+        widths = sorted({int(r.shape[1]) for r in resolved.readers})
+        check_aligned(req.metric, widths[0], widths[-1])
+    return resolved
+
+
+def _tile_in_force(req: ComparisonRequest, res: _Resolved, memory: int, chunk_rows: int) -> int:
+    """The tile size to use: the request's (checked against the workers' memory) or the default.
+
+    A tile larger than the comparison is the whole comparison (its chunks are never larger
+    than the matrix).
+    """
+    itemsize = np.dtype(req.dtype).itemsize
+    sizes = dict(max_rank=res.max_neurons, max_neurons=res.max_neurons, chunk_rows=chunk_rows,
+                 itemsize=itemsize)
+    if req.tile is None:
+        budget = int(memory * TILE_MEMORY_FRACTION) if memory else FALLBACK_TILE_MEMORY
+        return tile_size(res.side, memory_bytes=budget, **sizes)
+    tile = min(req.tile, res.side)
+    need = tile_memory_bytes(tile, **sizes) + 2 * tile * tile * 8 * len(PAIR_ARRAYS)
+    if memory and need > TILE_MEMORY_LIMIT * memory:
+        fits = tile_size(res.side, memory_bytes=int(TILE_MEMORY_LIMIT * memory), **sizes)
+        raise CcaScaleError(
+            f"tile={req.tile} needs about {need / 2**30:.1f} GiB per tile task, more than "
+            f"{TILE_MEMORY_LIMIT:.0%} of a worker's {memory / 2**30:.1f} GiB memory limit. Use "
+            f"tile={fits} or less (--tile {fits}), or leave it out: the default fits the workers."
+        )
+    return tile
 
 
 def submit(
@@ -201,6 +281,7 @@ def submit(
     keep: int | float = 0.99,
     epsilon: float = DEFAULT_EPSILON,
     rtol: float | None = None,
+    allow_underdetermined: bool = False,
     overwrite: bool = False,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Comparison:
@@ -209,36 +290,22 @@ def submit(
     Several comparisons (layers x metrics) can be in flight together on one ``client``; they share
     the per-network preparation tasks when their inputs and precision agree.
     """
-    check_metric(metric, variant)
-    if metric == "svcca":
-        check_keep(keep)
-    dtype = resolve_dtype(dtype).name
-    if tile is not None and (int(tile) != tile or tile < 1):
-        raise CcaScaleError(f"tile must be a positive int. Got {tile!r} instead.")
+    req = ComparisonRequest.build(
+        layer=layer, metric=metric, variant=variant, networks=networks, against=against,
+        step=step, against_step=against_step, against_layer=against_layer, timestep=timestep,
+        dtype=dtype, tile=tile, keep=keep, epsilon=epsilon, rtol=rtol,
+        allow_underdetermined=allow_underdetermined, overwrite=overwrite, chunk_rows=chunk_rows)
+    n_workers = check_count(n_workers, "n_workers")
+    if backend not in ("auto",) + BACKENDS:
+        raise CcaScaleError(
+            f"The 'backend' parameter must be one of {['auto', *BACKENDS]}. "
+            f"Got {backend!r} instead."
+        )
     store = open_store(store)
-    rows, cols, square = resolve_axes(store, layer=layer, networks=networks, against=against,
-                                      step=step, against_step=against_step,
-                                      against_layer=against_layer, timestep=timestep)
-    row_readers = [store.reader(i.network, i.layer, step=i.step, timestep=i.timestep) for i in rows]
-    col_readers = row_readers if square else [
-        store.reader(i.network, i.layer, step=i.step, timestep=i.timestep) for i in cols]
-    n_datapoints = {int(r.shape[0]) for r in row_readers + col_readers}
-    if len(n_datapoints) != 1:
-        raise CcaScaleError(f"The selected layers have different numbers of datapoints: "
-                            f"{sorted(n_datapoints)}.")
-    if metric in ALIGNED_METRICS:
-        widths = sorted({int(r.shape[1]) for r in row_readers + col_readers})
-        check_aligned(metric, widths[0], widths[-1])
-    params = {
-        "metric": metric, "variant": variant if metric == "pwcca" else None,
-        "keep": keep if metric == "svcca" else None,
-        "epsilon": epsilon if (metric, variant) == ("pwcca", "svcca") else None,
-        "layer": layer, "against_layer": against_layer, "networks": networks,
-        "against": against, "step": step, "against_step": against_step, "timestep": timestep,
-        "dtype": dtype, "rtol": rtol, "n_datapoints": n_datapoints.pop(),
-    }
-    row_records, _ = item_records(store, rows, row_readers)
-    col_records = row_records if square else item_records(store, cols, col_readers)[0]
+    res = _resolve(store, req)
+    row_records, _ = item_records(store, res.rows, res.row_readers)
+    col_records = row_records if res.square else item_records(store, res.cols,
+                                                              res.col_readers)[0]
 
     temporary_dir = None
     if out is None:
@@ -252,29 +319,25 @@ def submit(
         out = f"{temporary_dir}/distances.zarr"
     client, owned = open_client(client=client, scheduler=scheduler, n_workers=n_workers,
                                 gpu=backend == "cupy")
+    output = None
     try:
         backend = _check_backend(backend, client)
-        max_neurons = max(int(r.shape[1]) for r in row_readers + col_readers)
-        chunk_rows = _block_rows(row_readers + col_readers, chunk_rows)
-        memory = worker_memory_bytes(client)
-        budget = int(memory * TILE_MEMORY_FRACTION) if memory else FALLBACK_TILE_MEMORY
-        default_tile = tile_size(max(len(rows), len(cols)), max_rank=max_neurons,
-                                 max_neurons=max_neurons, chunk_rows=chunk_rows,
-                                 memory_bytes=budget, itemsize=np.dtype(dtype).itemsize)
-        extra = {"store": store.path, "input_fingerprint": store.content_fingerprint(
-                     row_readers + ([] if square else col_readers)),
+        chunk_rows = _block_rows(res.readers, req.chunk_rows)
+        tile_in_force = _tile_in_force(req, res, worker_memory_bytes(client), chunk_rows)
+        extra = {"store": store.path, "input_fingerprint": store.content_fingerprint(res.readers),
                  "versions": _versions(backend), "backend": backend,
                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        out, resume, tile_in_force = ComparisonOutput.prepare(
-            out, params=params, rows=row_records, cols=col_records, square=square, tile=tile,
-            default_tile=default_tile, overwrite=overwrite, extra_meta=extra)
-        handle = Comparison(out=out, resume=resume, tile=tile_in_force, client=client, owned=owned,
-                            temporary_dir=temporary_dir)
-        _submit_tiles(handle, rows, cols, row_readers, col_readers, square=square, metric=metric,
-                      variant=variant, keep=keep, epsilon=epsilon, dtype=dtype, backend=backend,
-                      rtol=rtol, chunk_rows=chunk_rows)
+        output, resume, tile_in_force = ComparisonOutput.prepare(
+            out, params=req.output_params(res.n_datapoints), rows=row_records,
+            cols=col_records, square=res.square, tile=None if req.tile is None else tile_in_force,
+            default_tile=tile_in_force, overwrite=req.overwrite, extra_meta=extra)
+        handle = Comparison(out=output, resume=resume, tile=tile_in_force, client=client,
+                            owned=owned, temporary_dir=temporary_dir)
+        _submit_tiles(handle, res, req, backend=backend, chunk_rows=chunk_rows)
         return handle
     except BaseException:
+        if output is not None:
+            output.release()
         if owned:
             client.close()  # also closes a cluster launch() started
         if temporary_dir is not None:
@@ -282,49 +345,49 @@ def submit(
         raise
 
 
-def _submit_tiles(handle: Comparison, rows, cols, row_readers, col_readers, *, square, metric,
-                  variant, keep, epsilon, dtype, backend, rtol, chunk_rows) -> None:
+def _submit_tiles(handle: Comparison, res: _Resolved, req: ComparisonRequest, *, backend: str,
+                  chunk_rows: int) -> None:
+    """Submit one task per tile not done yet, each depending on the bases of all its networks.
+
+    Tiles already done can be any subset (earlier runs, extension, damaged chunks found by
+    :meth:`ComparisonOutput.done_mask`): every basis a remaining tile needs, on either axis, is
+    submitted, once per distinct input.
+    """
     from dask.base import tokenize
 
     client = handle.client
     resources = {"GPU": 1} if backend == "cupy" else None
     mask = handle.out.done_mask()
-    tiles = [t for t in iter_tiles(len(rows), len(cols), handle.tile, square=square)
+    tiles = [t for t in iter_tiles(len(res.rows), len(res.cols), handle.tile, square=res.square)
              if not mask[t.bi, t.bj]]
-    if not tiles:
-        return
-    needed_rows = sorted({i for t in tiles for i in range(t.r0, t.r1)})
-    needed_cols = sorted({j for t in tiles for j in range(t.c0, t.c1)})
-
     prepared: dict[str, Any] = {}
 
     def basis_future(reader):
         token = tokenize(handle.out.meta.get("store"), reader.network, reader.layer, reader.step,
-                         getattr(reader, "timestep", None), reader.write_id, dtype, backend, rtol)
+                         getattr(reader, "timestep", None), reader.write_id, req.dtype, backend,
+                         req.rtol)
         if token not in prepared:
             prepared[token] = client.submit(
-                prepare_task, reader, dtype=dtype, backend=backend, rtol=rtol,
+                prepare_task, reader, dtype=req.dtype, backend=backend, rtol=req.rtol,
                 key=f"cca-prepare-{token}", resources=resources, retries=3,
                 priority=PREPARE_PRIORITY)
         return prepared[token]
 
-    row_basis = {i: basis_future(row_readers[i]) for i in needed_rows}
-    col_basis = row_basis if square else {j: basis_future(col_readers[j]) for j in needed_cols}
     run = tokenize(handle.out.path, time.time())
     for t in tiles:
         spec = TileSpec(
             out_path=handle.out.path, tile=t,
-            row_readers=tuple(row_readers[t.r0:t.r1]), col_readers=tuple(col_readers[t.c0:t.c1]),
-            metric=metric, variant=variant, keep=keep, epsilon=epsilon, dtype=dtype,
-            backend=backend, chunk_rows=chunk_rows)
+            row_readers=tuple(res.row_readers[t.r0:t.r1]),
+            col_readers=tuple(res.col_readers[t.c0:t.c1]),
+            metric=req.metric, variant=req.variant, keep=req.keep, epsilon=req.epsilon,
+            dtype=req.dtype, backend=backend, chunk_rows=chunk_rows)
         handle.futures.append(client.submit(
-            tile_task, spec, [row_basis[i] for i in range(t.r0, t.r1)],
-            [col_basis[j] for j in range(t.c0, t.c1)],
+            tile_task, spec, [basis_future(r) for r in spec.row_readers],
+            [basis_future(r) for r in spec.col_readers],
             key=f"cca-tile-{run}-{t.bi}-{t.bj}", resources=resources, retries=3, pure=False,
             priority=t.n_pairs))  # largest tiles first; the half-size diagonal ones fill in
         handle.pairs_total += t.n_pairs
     # The handle holds the tile futures; the bases stay alive only as their dependencies.
-    del row_basis, col_basis
     prepared.clear()
 
 
@@ -334,7 +397,7 @@ def compare(store, *, layer: str, out=None, metric: str = "pwcca", variant: str 
             scheduler: str | None = None, n_workers: int | None = None, backend: str = "auto",
             dtype: Any = None, tile: int | None = None, keep: int | float = 0.99,
             epsilon: float = DEFAULT_EPSILON, rtol: float | None = None,
-            overwrite: bool = False,
+            allow_underdetermined: bool = False, overwrite: bool = False,
             on_tile: Callable[[TileSummary], None] | None = None) -> DistanceMatrix:
     """All-pairs distances between the networks of an activation store, on Dask.
 
@@ -348,7 +411,9 @@ def compare(store, *, layer: str, out=None, metric: str = "pwcca", variant: str 
         Output Zarr group. Rerunning with the same parameters resumes it (or extends it with
         networks added to the store since); different parameters are refused unless
         ``overwrite``. None (only with the embedded local cluster): a temporary group, deleted
-        once the matrix is returned, so nothing can be resumed.
+        once the matrix is returned, so nothing can be resumed. A path that holds anything but
+        a cca_scale comparison output is never written to (see the README's Guarantees), and
+        one run at a time writes an output (a second gets ``OutputBusyError``).
     metric : {'pwcca', 'mean_cca', 'svcca', 'cka', 'cosine', 'euclidean'}
     variant : {'paper', 'svcca'}
         PWCCA's definition (see :func:`cca_scale.pwcca_distance`).
@@ -372,11 +437,15 @@ def compare(store, *, layer: str, out=None, metric: str = "pwcca", variant: str 
         Working precision (float64 default; float32 is faster on GPUs, to about 1e-4).
     tile : int, optional
         Networks per tile side; the default fits a quarter of a worker's memory and keeps at least
-        two blocks per side. Fixed for the life of an output.
+        two blocks per side. A tile that would not fit in a worker's memory is refused. Fixed for
+        the life of an output.
     keep, epsilon, rtol
-        SVCCA's kept directions, the svcca variant's epsilon, the rank tolerance.
+        SVCCA's kept directions, the svcca variant's epsilon (finite, >= 0), the rank tolerance.
+    allow_underdetermined : bool
+        Accept layers with ``n_datapoints <= n_neurons`` for the CCA metrics, as the one-pair
+        functions do with the same option; refused by default, before anything runs.
     overwrite : bool
-        Discard an existing output with other parameters.
+        Discard an existing comparison output with other parameters (never anything else).
     on_tile : callable, optional
         Called with each finished tile's :class:`TileSummary` (progress reporting).
 
@@ -389,39 +458,39 @@ def compare(store, *, layer: str, out=None, metric: str = "pwcca", variant: str 
                     networks=networks, against=against, step=step, against_step=against_step,
                     against_layer=against_layer, timestep=timestep, client=client,
                     scheduler=scheduler, n_workers=n_workers, backend=backend, dtype=dtype,
-                    tile=tile, keep=keep, epsilon=epsilon, rtol=rtol, overwrite=overwrite)
+                    tile=tile, keep=keep, epsilon=epsilon, rtol=rtol,
+                    allow_underdetermined=allow_underdetermined, overwrite=overwrite)
     logger.info(handle.resume.line())
     return handle.result(on_tile=on_tile)
 
 
-def plan(store, *, layer: str, out, metric: str = "pwcca", variant: str = "paper",
-         networks=None, against=None, step: StepSpec = None, against_step: StepSpec = "same",
-         against_layer: str | None = None, timestep=None, dtype: Any = None,
-         tile: int | None = None, keep: int | float = 0.99, epsilon: float = DEFAULT_EPSILON,
-         overwrite: bool = False, **_ignored) -> dict:
-    """What :func:`submit` would do, without a cluster and without writing: a dict for display."""
-    check_metric(metric, variant)
+def plan(store, *, layer: str, out, dtype: Any = None, tile: int | None = None,
+         **options: Any) -> dict:
+    """What :func:`submit` would do, without a cluster and without writing: a dict for display.
+
+    Takes the options of :func:`submit` (unknown names are refused) and checks them, and the
+    selected layers, exactly as :func:`submit` does.
+    """
+    options.pop("client", None), options.pop("scheduler", None), options.pop("backend", None)
+    check_count(options.pop("n_workers", None), "n_workers")
+    req = ComparisonRequest.build(layer=layer, dtype=dtype, tile=tile, **options)
     store = open_store(store)
-    rows, cols, square = resolve_axes(store, layer=layer, networks=networks, against=against,
-                                      step=step, against_step=against_step,
-                                      against_layer=against_layer, timestep=timestep)
-    info = {"rows": len(rows), "columns": len(cols), "square": square, "metric": metric}
+    res = _resolve(store, req)
+    info = {"rows": len(res.rows), "columns": len(res.cols), "square": res.square,
+            "metric": req.metric}
     existing = None
     try:
         existing = ComparisonOutput.open(out)
     except (StoreError, FileNotFoundError):
         pass
-    if existing is not None and not overwrite:
-        done, total = existing.resume_state(len(rows), len(cols), square)
+    if existing is not None and not req.overwrite:
+        done, total = existing.resume_state(len(res.rows), len(res.cols), res.square)
         info.update(tile=int(existing.meta["tile"]), tiles_total=total, tiles_done=done,
                     tiles_left=total - done, output="exists (resume)")
     else:
-        width = max(int(store.reader(i.network, i.layer, step=i.step, timestep=i.timestep).shape[1])
-                    for i in rows[:1] + cols[:1])
-        size = tile or tile_size(max(len(rows), len(cols)), max_rank=width, max_neurons=width,
-                                 chunk_rows=DEFAULT_CHUNK_ROWS, memory_bytes=FALLBACK_TILE_MEMORY,
-                                 itemsize=np.dtype(resolve_dtype(dtype)).itemsize)
-        tiles = list(iter_tiles(len(rows), len(cols), size, square=square))
+        chunk_rows = _block_rows(res.readers, req.chunk_rows)
+        size = _tile_in_force(req, res, 0, chunk_rows)
+        tiles = list(iter_tiles(len(res.rows), len(res.cols), size, square=res.square))
         info.update(tile=f"{size} (default for a 4 GiB worker; the cluster's memory decides)"
                     if tile is None else size, tiles_total=len(tiles), tiles_done=0,
                     tiles_left=len(tiles), output="new" if existing is None else "overwrite")

@@ -83,9 +83,16 @@ class ResumeState:
 class ComparisonOutput:
     """An output group, opened by the submitting process (the only one writing attributes)."""
 
-    def __init__(self, path, group):
+    def __init__(self, path, group, lock=None):
         self.path = str(path)
         self.group = group
+        self._lock = lock
+
+    def release(self) -> None:
+        """Give back the output's lease (held from :meth:`prepare` until the run ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -107,10 +114,13 @@ class ComparisonOutput:
         """Create ``path``, or reopen it for the same parameters (resume / extension).
 
         ``rows``/``cols`` are item records with at least ``label`` and ``write_id``. Returns the
-        output, the resume state and the tile size in force. Different parameters, or changed or
-        reordered inputs, are refused unless ``overwrite``.
+        output (holding the output's lease: call :meth:`release` when done), the resume state and
+        the tile size in force. Different parameters, or changed or reordered inputs, are refused
+        unless ``overwrite``. Another run holding the lease is refused (OutputBusyError).
         """
         import zarr
+
+        from cca_scale.engine.lock import OutputLock
 
         existing = None
         try:
@@ -118,38 +128,44 @@ class ComparisonOutput:
         except FileNotFoundError:
             existing = None
         except (zarr.errors.BaseZarrError, ValueError) as exc:  # a Zarr array, or not Zarr at all
-            if not overwrite:
-                raise StoreError(
-                    f"{str(path)!r} exists and is not a cca_scale comparison output "
-                    f"({type(exc).__name__}). Choose another --out or pass --overwrite."
-                ) from exc
-        if existing is not None:
-            meta = existing.attrs.get(ATTR_KEY)
-            if meta is None or meta.get("state") == "creating":
-                if meta is None and len(list(existing.keys())) and not overwrite:
-                    raise StoreError(
-                        f"{str(path)!r} is a Zarr group that is not a cca_scale comparison output; "
-                        "choose another --out or pass --overwrite."
-                    )
-                overwrite = True  # an interrupted creation: nothing was computed yet
-            elif not overwrite:
-                out = cls(path, zarr.open_group(store=str(path), mode="r+", zarr_format=3))
+            raise StoreError(
+                f"{str(path)!r} exists and is not a cca_scale comparison output "
+                f"({type(exc).__name__}); it was not touched. Choose another --out."
+            ) from exc
+        meta = existing.attrs.get(ATTR_KEY) if existing is not None else None
+        if existing is not None and meta is None and set(existing.keys()) - {"lock"}:
+            raise StoreError(
+                f"{str(path)!r} is a Zarr group that is not a cca_scale comparison output; it was "
+                "not touched. Choose another --out."
+            )
+        group = zarr.open_group(store=str(path), mode="a", zarr_format=3)
+        lock = OutputLock.acquire(group.store, where=repr(str(path)))
+        try:
+            meta = group.attrs.get(ATTR_KEY)  # again, now that no other run can change it
+            if meta is not None and meta.get("state") != "creating" and not overwrite:
+                out = cls(path, group, lock)
                 tile_in_force = out._check_compatible(params, rows, cols, tile)
                 state = out._extend(rows, cols, square, tile_in_force)
-                # This run's versions, input fingerprint and backend; "created" stays the first run's.
+                # This run's versions, input fingerprint and backend; "created" stays the first's.
                 out.update_meta(**{k: v for k, v in extra_meta.items() if k != "created"})
                 return out, state, tile_in_force
-        tile = tile or default_tile
-        out = cls._create(path, params=params, rows=rows, cols=cols, square=square, tile=tile,
-                          extra_meta=extra_meta)
+            # New, an interrupted creation (nothing was computed yet), or --overwrite of ours.
+            tile = tile or default_tile
+            out = cls._create(group, path, params=params, rows=rows, cols=cols, square=square,
+                              tile=tile, extra_meta=extra_meta, lock=lock)
+        except BaseException:
+            lock.release()
+            raise
         total = sum(1 for _ in iter_tiles(len(rows), len(cols), tile, square=square))
         return out, ResumeState(0, total, created=True, extended=False), tile
 
     @classmethod
-    def _create(cls, path, *, params, rows, cols, square, tile, extra_meta):
-        import zarr
+    def _create(cls, group, path, *, params, rows, cols, square, tile, extra_meta, lock=None):
+        """Lay out a fresh output in ``group`` (an open, writable group that is ours or empty).
 
-        group = zarr.open_group(store=str(path), mode="w", zarr_format=3)
+        Replaces only the arrays and attributes of the layout: nothing else under ``path`` is
+        deleted (the lease in ``lock/`` stays).
+        """
         meta = {"format": FORMAT_VERSION, "state": "creating", "params": json_safe(params),
                 "tile": tile, "square": square, "rows": rows, "cols": cols,
                 **json_safe(extra_meta)}
@@ -157,12 +173,13 @@ class ComparisonOutput:
         shape = (len(rows), len(cols))
         for name, (dtype, fill) in PAIR_ARRAYS.items():
             group.create_array(name, shape=shape, chunks=(tile, tile), dtype=dtype,
-                               fill_value=fill)
+                               fill_value=fill, overwrite=True)
         group.create_array(DONE, shape=(n_blocks(shape[0], tile), n_blocks(shape[1], tile)),
-                           chunks=(1, 1), dtype="uint8", fill_value=0, compressors=None)
+                           chunks=(1, 1), dtype="uint8", fill_value=0, compressors=None,
+                           overwrite=True)
         meta["state"] = "ready"
         group.attrs[ATTR_KEY] = meta
-        return cls(path, group)
+        return cls(path, group, lock)
 
     def _check_compatible(self, params, rows, cols, tile) -> int:
         meta = self.meta
@@ -226,7 +243,50 @@ class ComparisonOutput:
 
     # -- state ---------------------------------------------------------------------------------
     def done_mask(self) -> np.ndarray:
-        return np.asarray(self.group[DONE][...], dtype=bool)
+        """``(n_row_blocks, n_col_blocks)`` bool: tiles that are really done.
+
+        A tile counts as done only when its flag is set AND every per-pair chunk it wrote (and
+        its mirror's, in a square comparison) is present, decodes, and holds no NaN distance. A
+        chunk lost or damaged after its tile finished (an interrupted copy or sync) makes the
+        tile be recomputed, never reported as done with NaN or fill values in it.
+        """
+        flags = np.asarray(self.group[DONE][...], dtype=bool)
+        if not flags.any():
+            return flags
+        ok = flags.copy()
+        for name in PAIR_ARRAYS:
+            ok &= self._chunks_intact(name, flags)
+        if self.meta.get("square"):
+            ok &= ok.T
+        return ok
+
+    def _chunks_intact(self, name: str, flags: np.ndarray) -> np.ndarray:
+        """Which flagged chunks of array ``name`` are present, decode, and (distance) are set."""
+        from zarr.core.sync import sync
+
+        arr = self.group[name]
+        tile = int(self.meta["tile"])
+
+        async def keys():
+            return {key async for key in self.group.store.list_prefix(f"{arr.path}/")}
+
+        present = sync(keys())
+        try:
+            values = np.asarray(arr[...])
+        except Exception:  # some chunk does not decode: look chunk by chunk
+            values = None
+        intact = np.zeros_like(flags)
+        for bi, bj in zip(*np.nonzero(flags)):
+            if f"{arr.path}/{arr.metadata.encode_chunk_key((int(bi), int(bj)))}" not in present:
+                continue
+            rows = slice(bi * tile, (bi + 1) * tile)
+            cols = slice(bj * tile, (bj + 1) * tile)
+            try:
+                block = values[rows, cols] if values is not None else np.asarray(arr[rows, cols])
+            except Exception:
+                continue
+            intact[bi, bj] = name != "distance" or not np.isnan(block).any()
+        return intact
 
     def resume_state(self, n_rows: int, n_cols: int, square: bool) -> tuple[int, int]:
         """``(tiles done, tiles total)`` for a selection of this size, without writing anything."""
@@ -282,7 +342,17 @@ def read_tile_arrays(path: str, tile: Tile) -> tuple[dict, dict | None]:
     group = zarr.open_group(store=path, mode="r", zarr_format=3)
 
     def read(rows: slice, cols: slice) -> dict:
-        return {name: np.asarray(group[name][rows, cols]) for name in PAIR_ARRAYS}
+        out, damaged = {}, False
+        shape = (rows.stop - rows.start, cols.stop - cols.start)
+        for name, (dtype, fill) in PAIR_ARRAYS.items():
+            try:
+                out[name] = np.asarray(group[name][rows, cols])
+            except Exception:  # a chunk that no longer decodes (codecs raise many types)
+                out[name] = np.full(shape, fill, dtype=dtype)
+                damaged = True
+        if damaged:  # recompute and rewrite the whole block
+            out["distance"] = np.full(shape, np.nan)
+        return out
 
     block = read(slice(tile.r0, tile.r1), slice(tile.c0, tile.c1))
     mirror = None
@@ -341,11 +411,11 @@ def save_distances(matrix: DistanceMatrix, path, *, overwrite: bool = False) -> 
     rows = info_to_records(matrix.row_info)
     cols = info_to_records(matrix.col_info)
     meta = {k: v for k, v in matrix.metadata.items() if k not in ("rows", "cols")}
-    out = ComparisonOutput._create(path, params=meta.pop("params", {}), rows=rows, cols=cols,
-                                   square=matrix.is_square, tile=tile,
+    group = zarr.open_group(store=str(path), mode="a", zarr_format=3)
+    out = ComparisonOutput._create(group, path, params=meta.pop("params", {}), rows=rows,
+                                   cols=cols, square=matrix.is_square, tile=tile,
                                    extra_meta={k: v for k, v in meta.items()
                                                if k not in ("format", "state", "tile", "square")})
-    group = out.group
     group["distance"][...] = matrix.values
     for name in PAIR_ARRAYS:
         if name in matrix.diagnostics:

@@ -80,13 +80,17 @@ def _truncated(basis: Basis, k: int) -> Basis:
 
 
 def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) -> TileSummary:
-    """Compute and write one tile: all its missing pairs from one stacked cross product.
+    """Compute and write one tile: all its pairs from one stacked cross product.
 
     Streams the datapoints in chunks of ``spec.chunk_rows``: each network's chunk is mapped to its
     orthonormal coordinates ``(X - mean) @ whitener`` into a stacked buffer, and the tile's cross
     products accumulate as one GEMM ``[Q_rows]^T [Q_cols]`` per chunk (a SYRK on diagonal tiles).
-    Then each pair is a small kernel on its block. Pairs already present in the output (a resumed
-    or extended run) are kept, not recomputed.
+    Then each pair is a small kernel on its block.
+
+    The whole tile is always computed the same way, whatever an earlier run left in it, so a
+    rerun gives bit-identical numbers; only the pairs still missing (NaN distance, or a chunk that
+    was lost or could not be decoded) are written, and pairs already present (a resumed or
+    extended run) keep their values.
     """
     timings = {"io": 0.0, "project": 0.0, "gemm": 0.0, "pairs": 0.0, "write": 0.0}
     wall_start = time.time()
@@ -102,18 +106,15 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
         todo = np.triu(todo | todo.T)  # each unordered pair once; (i, i) stays for its diagnostics
     timings["io"] += time.perf_counter() - t
 
-    rows_needed = np.flatnonzero(todo.any(axis=1))
-    cols_needed = np.flatnonzero(todo.any(axis=0))
     gemm_flops = 0.0
     pairs = 0
-    if rows_needed.size:
+    if todo.any():
         svcca = spec.metric == "svcca"
         kernel_metric = "mean_cca" if svcca else spec.metric
 
-        def on_device(bases, needed):
+        def on_device(bases):
             out = []
-            for i in needed:
-                b = bases[i]
+            for b in bases:
                 if svcca:
                     b = _truncated(b, svcca_rank(b.s, spec.keep))
                 b = Basis(q=None, s=b.s.astype(dtype), vt=b.vt.astype(dtype),
@@ -121,11 +122,11 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
                 out.append(b.to(xp))
             return out
 
-        same = tile.diagonal and np.array_equal(rows_needed, cols_needed)
-        r_bases = on_device(row_bases, rows_needed)
-        c_bases = r_bases if same else on_device(col_bases, cols_needed)
-        r_readers = [spec.row_readers[i] for i in rows_needed]
-        c_readers = r_readers if same else [spec.col_readers[j] for j in cols_needed]
+        same = tile.diagonal
+        r_bases = on_device(row_bases)
+        c_bases = r_bases if same else on_device(col_bases)
+        r_readers = list(spec.row_readers)
+        c_readers = r_readers if same else list(spec.col_readers)
         r_off = np.concatenate([[0], np.cumsum([b.rank for b in r_bases])])
         c_off = r_off if same else np.concatenate([[0], np.cumsum([b.rank for b in c_bases])])
         maps = [_orthonormal_map(xp, b) for b in r_bases]
@@ -153,25 +154,22 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
             sides_r = [SvccaSide.of(b) for b in r_bases]
             sides_c = sides_r if same else [SvccaSide.of(b) for b in c_bases]
         both = tile.mirrored
-        for a, i in enumerate(rows_needed):
-            for b, j in enumerate(cols_needed):
-                if not todo[i, j]:
-                    continue
-                c_ij = cross[r_off[a]:r_off[a + 1], c_off[b]:c_off[b + 1]]
-                sides = None if sides_r is None else (sides_r[a], sides_c[b])
-                res = pair_distances(c_ij, r_bases[a], c_bases[b], metric=kernel_metric,
-                                     variant=spec.variant, keep=spec.keep, epsilon=spec.epsilon,
-                                     sides=sides, both=both)
-                forward = 0.0 if tile.diagonal and i == j else res.forward
-                _put(block, i, j, forward, res.rank_a, res.rank_b, res.rho_max, res.rho_min)
-                if both:
-                    target = block if tile.diagonal else mirror
-                    ti, tj = (j, i)
-                    _put(target, ti, tj, 0.0 if tile.diagonal and i == j else res.backward,
-                         res.rank_b, res.rank_a, res.rho_max, res.rho_min)
-                if i != j or not tile.diagonal:
-                    pairs += 2 if both else 1
-                    gemm_flops += 2.0 * n * r_bases[a].rank * c_bases[b].rank
+        for i, j in zip(*np.nonzero(todo)):
+            c_ij = cross[r_off[i]:r_off[i + 1], c_off[j]:c_off[j + 1]]
+            sides = None if sides_r is None else (sides_r[i], sides_c[j])
+            res = pair_distances(c_ij, r_bases[i], c_bases[j], metric=kernel_metric,
+                                 variant=spec.variant, keep=spec.keep, epsilon=spec.epsilon,
+                                 sides=sides, both=both)
+            self_pair = tile.diagonal and i == j
+            _put(block, i, j, 0.0 if self_pair else res.forward, res.rank_a, res.rank_b,
+                 res.rho_max, res.rho_min)
+            if both:
+                _put(block if tile.diagonal else mirror, j, i,
+                     0.0 if self_pair else res.backward, res.rank_b, res.rank_a, res.rho_max,
+                     res.rho_min)
+            if not self_pair:
+                pairs += 2 if both else 1
+                gemm_flops += 2.0 * n * r_bases[i].rank * c_bases[j].rank
         timings["pairs"] += time.perf_counter() - t
 
     t = time.perf_counter()
