@@ -40,8 +40,7 @@ def test_readme_opens_with_the_two_commands():
 def test_every_command_has_help_with_examples(command):
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    if command.replace("_", "-") not in sub.choices and command not in sub.choices:
-        pytest.skip(f"{command} not installed")
+    assert command.replace("_", "-") in sub.choices or command in sub.choices
     text = sub.choices.get(command.replace("_", "-"), sub.choices.get(command)).format_help()
     assert "cca-scale" in text and len(text) > 300
 

@@ -33,15 +33,6 @@ Run 'cca-scale COMMAND --help' for each command's options.
 """
 
 
-def _available_commands():
-    for name in COMMANDS:
-        try:
-            yield name, importlib.import_module(f"cca_scale.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cca_scale.cli.{name}":
-                raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     from cca_scale import __version__
 
@@ -53,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for _, module in _available_commands():
-        module.add_parser(sub)
+    for name in COMMANDS:  # a missing command module is a broken install: let it raise
+        importlib.import_module(f"cca_scale.cli.{name}").add_parser(sub)
     return parser
 
 
