@@ -48,7 +48,7 @@ _LAZY = {
     "IllPosedWarning": ("cca_scale.errors", "IllPosedWarning"),
     "InvalidNameError": ("cca_scale.errors", "InvalidNameError"),
     "InvalidQueryError": ("cca_scale.errors", "InvalidQueryError"),
-    "launch": ("cca_scale.deploy", "launch"),
+    "launch": ("cca_scale.runtime", "launch"),
     "LayerNotFoundError": ("cca_scale.errors", "LayerNotFoundError"),
     "load_distances": ("cca_scale.engine", "load_distances"),
     "mean_cca_distance": ("cca_scale.core", "mean_cca_distance"),

@@ -102,7 +102,7 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
     measured now with as many threads as workers (or on the GPU), their ratio, and the speedup of
     the whole process over the naive per-pair loop timed on sampled pairs.
     """
-    from cca_scale.deploy import local_worker_count
+    from cca_scale.runtime import local_worker_count
     from cca_scale.engine.output import load_distances
 
     workers = workers or local_worker_count()

@@ -22,6 +22,7 @@ __all__ = [
     "OutputBusyError",
     "StorageWriteError",
     "IllPosedWarning",
+    "LaunchError",
 ]
 
 
@@ -82,6 +83,11 @@ class OutputBusyError(StoreConflictError):
 class StorageWriteError(StoreError):
     """The file system refused a write (disk full, read-only, permission). Nothing half-written
     is left behind."""
+
+
+class LaunchError(CcaScaleError):
+    """A cluster that cannot be started or reached: unknown kind, bad options, missing package,
+    unreachable or refusing scheduler."""
 
 
 class IllPosedWarning(UserWarning):

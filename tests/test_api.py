@@ -63,3 +63,23 @@ def test_no_print_in_library_code():
             if re.match(r"\s*print\(", line):
                 offenders.append(f"{path.relative_to(ROOT)}:{no}")
     assert offenders == []
+
+
+def test_core_imports_no_dask_zarr_or_pandas():
+    """The math stays importable (and picklable to any worker) without the runtime's stack."""
+    code = ("import sys, cca_scale.core, cca_scale.core.pairs, cca_scale.core.metrics; "
+            "print(sorted(m for m in ('dask', 'distributed', 'zarr', 'pandas') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_old_deploy_module_still_works_for_one_release_with_a_warning():
+    import cca_scale.deploy as old
+    import cca_scale.runtime as new
+
+    with pytest.warns(DeprecationWarning, match="moved to cca_scale.runtime.launch"):
+        assert old.launch is new.launch
+    with pytest.raises(AttributeError):
+        old.no_such_name

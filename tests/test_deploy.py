@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from cca_scale.errors import CcaScaleError
-from cca_scale.deploy import (
+from cca_scale.runtime import (
     KINDS,
     LOCAL_DASHBOARD,
     SLURM_DEFAULTS,
@@ -177,7 +177,7 @@ def test_launch_is_exported_and_its_defaults_keep_dashboards_local():
 
     assert "launch" in cca_scale.__all__ and exported is launch
     assert LOCAL_DASHBOARD.startswith("127.0.0.1:")
-    starters = sys.modules["cca_scale.deploy"]._STARTERS
+    starters = sys.modules["cca_scale.runtime.launch"]._STARTERS
     assert tuple(starters) == KINDS
     for kind in ("local", "local-gpu", "slurm"):
         param = inspect.signature(starters[kind]).parameters["dashboard_address"]

@@ -299,7 +299,7 @@ def test_plan_refuses_unknown_options(store_path, tmp_path):
 
 
 def test_launch_refuses_bad_worker_counts():
-    from cca_scale.deploy import LaunchError
+    from cca_scale.runtime import LaunchError
 
     with pytest.raises(LaunchError, match="positive integer"):
         cca_scale.launch("local", n_workers=-2)

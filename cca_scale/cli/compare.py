@@ -105,18 +105,11 @@ def run(args) -> int:
         for key, value in info.items():
             print(f"{key}: {value}")
         return 0
-    client = None
-    if args.cluster:
-        from cca_scale.deploy import launch
+    from cca_scale.runtime.client import command_line_client
 
-        client = launch(args.cluster, **({"n_workers": args.workers}
-                                         if args.workers and args.cluster == "local" else {}))
-    if args.wait_workers:
-        from cca_scale.engine.cluster import open_client
-
-        client, _ = open_client(client=client, scheduler=args.scheduler,
-                                n_workers=args.workers or args.wait_workers, gpu=args.gpu)
-        client.wait_for_workers(args.wait_workers, timeout=600)
+    client = command_line_client(cluster=args.cluster, scheduler=args.scheduler,
+                                 n_workers=args.workers, wait_workers=args.wait_workers,
+                                 gpu=args.gpu)
     started = time.perf_counter()
     handle = submit(args.store, client=client, scheduler=args.scheduler, n_workers=args.workers,
                     backend="cupy" if args.gpu else "auto", **kwargs)

@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import cca_scale
     from cca_scale.analysis import convergence_curves, convergence_order
-    from cca_scale.engine.cluster import open_client
+    from cca_scale.runtime.client import open_client
 
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
     out_dir = Path(args.out_dir)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import shlex
     from pathlib import Path
 
-    from cca_scale.deploy import make_tls_certificates, tls_environment
+    from cca_scale.runtime import make_tls_certificates, tls_environment
 
     hosts = list(dict.fromkeys(["localhost", "127.0.0.1", *args.host]))
     files = make_tls_certificates(Path(args.directory).absolute(), hosts=hosts, days=args.days,

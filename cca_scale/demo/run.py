@@ -103,7 +103,7 @@ def _prepare_out_dir(out_dir) -> Path:
 
 
 def _default_workers() -> int:
-    from cca_scale.deploy import local_worker_count
+    from cca_scale.runtime import local_worker_count
 
     return local_worker_count()
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from cca_scale.core.pairs import ALIGNED_METRICS, DEFAULT_EPSILON, check_aligned
 from cca_scale.core.validation import check_overdetermined
-from cca_scale.engine.cluster import open_client, worker_memory_bytes, workers_with_gpus
+from cca_scale.runtime.client import open_client, worker_memory_bytes, workers_with_gpus
 from cca_scale.engine.output import PAIR_ARRAYS, ComparisonOutput, ResumeState
 from cca_scale.engine.request import DEFAULT_CHUNK_ROWS, ComparisonRequest, check_count
 from cca_scale.engine.selection import StepSpec, item_records, open_store, resolve_axes

@@ -1,8 +1,11 @@
-"""Which Dask client a comparison runs on: the caller's, an address, or an embedded LocalCluster."""
+"""Which Dask client a comparison runs on: the caller's, an address, or an embedded LocalCluster,
+and what the workers of that client offer (memory, GPUs)."""
 
 from __future__ import annotations
 
-__all__ = ["open_client", "worker_memory_bytes", "workers_with_gpus"]
+from typing import Any
+
+__all__ = ["command_line_client", "open_client", "worker_memory_bytes", "workers_with_gpus"]
 
 
 def open_client(*, client=None, scheduler: str | None = None, n_workers: int | None = None,
@@ -16,7 +19,7 @@ def open_client(*, client=None, scheduler: str | None = None, n_workers: int | N
     """
     if client is not None:
         return client, False
-    from cca_scale.deploy import launch, local_worker_count
+    from cca_scale.runtime.launch import launch, local_worker_count
 
     if scheduler:
         return launch("address", address=scheduler), True
@@ -24,6 +27,25 @@ def open_client(*, client=None, scheduler: str | None = None, n_workers: int | N
         return launch("local-gpu"), True
     return launch("local", n_workers=n_workers or local_worker_count(),
                   dashboard_address="127.0.0.1:0"), True
+
+
+def command_line_client(*, cluster: str | None = None, scheduler: str | None = None,
+                        n_workers: int | None = None, wait_workers: int | None = None,
+                        gpu: bool = False) -> Any:
+    """The client a command (``--cluster``/``--scheduler``/``--wait-workers``) asks for, or None
+    when the engine should open its own. The caller closes a returned client (which also closes a
+    cluster it started)."""
+    from cca_scale.runtime.launch import launch
+
+    client = None
+    if cluster:
+        client = launch(cluster, **({"n_workers": n_workers}
+                                    if n_workers and cluster == "local" else {}))
+    if wait_workers:
+        client, _ = open_client(client=client, scheduler=scheduler,
+                                n_workers=n_workers or wait_workers, gpu=gpu)
+        client.wait_for_workers(wait_workers, timeout=600)
+    return client
 
 
 def worker_memory_bytes(client) -> int:
@@ -35,5 +57,6 @@ def worker_memory_bytes(client) -> int:
 
 
 def workers_with_gpus(client) -> int:
+    """How many workers declare the resource ``GPU=1``."""
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     return sum(1 for w in workers if (w.get("resources") or {}).get("GPU", 0) >= 1)
