@@ -95,7 +95,7 @@ def table():
 
 @pytest.fixture
 def store(tmp_path, table):
-    """A store whose attributes() equals ``table``, plus the canary path payloads aim at."""
+    """A store on disk whose attributes() equals ``table``."""
     rng = np.random.default_rng(3)
     store = ActivationStore.create(tmp_path / "s.zarr", n_datapoints=N)
     for network, row in table.iterrows():
