@@ -8,14 +8,34 @@ import sys
 
 _ID_LIST = re.compile(r"^[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*$")
 
+#: Help of every option that selects networks (--networks, --against, --query).
+SELECTION_HELP = ("ids a,b,c or a query: comparisons, and/or/not, in [...], e.g. \"lr == 0.01 and "
+                  "labels == 'true'\"; see README 'Selecting networks'")
+
+
+def selection_epilog() -> str:
+    """The query grammar, for the descriptions of commands that select networks."""
+    import textwrap
+
+    from cca_scale.store.query import QUERY_GRAMMAR  # light: no Zarr, no pandas
+
+    return textwrap.fill(f"Selecting networks: {QUERY_GRAMMAR}.", width=90)
+
 
 def parse_selection(text: str | None):
-    """``--networks`` values: None (all), ``"a,b,c"`` (ids), or a query like ``"lr == 0.01"``."""
+    """``--networks`` values: None (all), ``"a,b,c"`` (ids), or a query like ``"lr == 0.01"``.
+
+    A query is checked against the grammar here, so a bad one fails before any cluster starts;
+    the library parses it again where it is applied to the store.
+    """
     if text is None:
         return None
     text = text.strip()
     if _ID_LIST.match(text):
         return text.split(",")
+    from cca_scale.store.query import parse_query
+
+    parse_query(text)
     return text
 
 

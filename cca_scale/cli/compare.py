@@ -7,11 +7,13 @@ import sys
 import time
 
 from cca_scale.cli.common import (
+    SELECTION_HELP,
     finite_float,
     parse_selection,
     parse_step,
     parse_timestep,
     positive_int,
+    selection_epilog,
     show_progress,
 )
 
@@ -34,7 +36,8 @@ directional: D[i, j] = d(row i, column j) with row i's projection weights.
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "compare", help="all-pairs PWCCA (or other) distances of a layer across networks",
-        description=__doc__.split("\n")[0].strip("`") + "\n\n" + EXAMPLES,
+        description=__doc__.split("\n")[0].strip("`") + "\n\n" + EXAMPLES + "\n"
+        + selection_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("store",
                    help="activation store (local path or fsspec URL, e.g. s3://bucket/acts.zarr)")
@@ -46,10 +49,10 @@ def add_parser(sub) -> None:
                         "cka linear CKA")
     p.add_argument("--variant", default="paper", choices=["paper", "svcca"],
                    help="PWCCA as the paper defines it (default) or as google/svcca computes it")
-    p.add_argument("--networks", metavar="QUERY",
-                   help="rows: comma-separated ids, or an attribute query like \"lr == 0.01\"")
+    p.add_argument("--networks", metavar="QUERY", help=f"rows (default: all): {SELECTION_HELP}")
     p.add_argument("--against", metavar="QUERY",
-                   help="columns, for a rectangular comparison (default: same as rows)")
+                   help=f"columns, for a rectangular comparison (default: same as rows): "
+                        f"{SELECTION_HELP}")
     p.add_argument("--step", help="training step of the rows: S, 'last' or 'all'")
     p.add_argument("--against-step", default="same", help="training step of the columns")
     p.add_argument("--against-layer", help="compare --layer (rows) against this layer (columns)")

@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from cca_scale.cli.common import parse_selection, positive_int, show_progress
+from cca_scale.cli.common import (
+    SELECTION_HELP,
+    parse_selection,
+    positive_int,
+    selection_epilog,
+    show_progress,
+)
 
 EXAMPLES = """\
 examples:
@@ -23,13 +29,14 @@ the final step stays below --threshold; the order says whether layers converge b
 
 def add_parser(sub) -> None:
     p = sub.add_parser("dynamics", help="layer convergence over training steps (Fig 6)",
-                       description=__doc__.split(":", 1)[1].strip() + "\n\n" + EXAMPLES,
+                       description=__doc__.split(":", 1)[1].strip() + "\n\n" + EXAMPLES
+                       + "\n" + selection_epilog(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("store", help="activation store with layers stored by training step")
     p.add_argument("--layers", required=True,
                    help="comma-separated layers, from the input (bottom) to the output (top)")
     p.add_argument("--out-dir", required=True, help="folder for the per-layer outputs")
-    p.add_argument("--networks", metavar="QUERY", help="ids or an attribute query (default: all)")
+    p.add_argument("--networks", metavar="QUERY", help=f"networks (default: all): {SELECTION_HELP}")
     p.add_argument("--metric", default="pwcca", choices=["pwcca", "mean_cca", "svcca", "cka",
                                                          "cosine", "euclidean"])
     p.add_argument("--threshold", type=float, default=0.1,
@@ -51,6 +58,7 @@ def run(args) -> int:
     from cca_scale.runtime.client import open_client
 
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
+    networks = parse_selection(args.networks)  # a bad query fails before a cluster starts
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     client, owned = open_client(scheduler=args.scheduler, n_workers=args.workers)
@@ -61,7 +69,7 @@ def run(args) -> int:
                 print(f"{layer}: comparing every step with the last", file=sys.stderr)
             matrices[layer] = cca_scale.compare(
                 args.store, layer=layer, out=out_dir / f"dynamics_{layer}.zarr",
-                metric=args.metric, networks=parse_selection(args.networks), step="all",
+                metric=args.metric, networks=networks, step="all",
                 against_step="last", client=client, overwrite=args.overwrite)
     finally:
         if owned:

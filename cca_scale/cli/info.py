@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 
+from cca_scale.cli.common import SELECTION_HELP, parse_selection, selection_epilog
 from cca_scale.errors import StoreError
 
 DESCRIPTION = """\
@@ -15,7 +16,7 @@ is usable (include this in bug reports).
 
 Examples:
   cca-scale info acts.zarr
-  cca-scale info acts.zarr --query "lr == 0.01"
+  cca-scale info acts.zarr --query "lr == 0.01 and labels in ['true', 'random']"
   cca-scale info s3://bucket/acts.zarr --storage-option anon=true
   cca-scale info --versions
   cca-scale info acts.zarr --discard-staged     # remove what writers killed mid-write left behind
@@ -29,13 +30,14 @@ _CUPY_WHEELS = ("cupy", "cupy-cuda12x", "cupy-cuda13x", "cupy-cuda11x", "cupy-ro
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "info", help="show what an activation store holds (and library versions)",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION + "\n" + selection_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("store", metavar="STORE", nargs="?",
                         help="activation store: a local path (acts.zarr) or an fsspec URL "
                              "(s3://bucket/acts.zarr)")
-    parser.add_argument("--query", metavar="EXPR",
-                        help="only networks whose attributes match, e.g. \"lr == 0.01\"")
+    parser.add_argument("--query", metavar="QUERY",
+                        help=f"only these networks: {SELECTION_HELP}")
     parser.add_argument("--versions", action="store_true",
                         help="also show library versions and whether a GPU is present")
     parser.add_argument("--discard-staged", metavar="HOURS", nargs="?", type=float, const=24.0,
@@ -50,6 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.store is None and not args.versions:
         raise StoreError("give a STORE to describe, or --versions; see 'cca-scale info --help'.")
+    query = parse_selection(args.query)
     if args.versions:
         print(versions_text())
     if args.store is not None:
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{args.discard_staged:g} h")
         if args.versions:
             print()
-        print(store_text(store, query=args.query))
+        print(store_text(store, query=query))
         staged = store.staged()
         if staged:
             print(f"\n{len(staged)} unfinished write(s) in _staging/ (a write in progress, or left "
@@ -116,7 +119,7 @@ def _steps_text(steps: list[int]) -> str:
     return f"{len(steps)} steps {shown}"
 
 
-def store_text(store, *, query: str | None = None) -> str:
+def store_text(store, *, query: str | list[str] | None = None) -> str:
     """The human-readable description of a store that ``cca-scale info STORE`` prints."""
     import pandas as pd
 

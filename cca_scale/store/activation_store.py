@@ -32,6 +32,7 @@ from cca_scale.errors import (
 from cca_scale.store import layout
 from cca_scale.store.location import Location, delete_node, move_node, node_exists
 from cca_scale.store.names import check_attrs, check_name, check_step, check_timesteps_index
+from cca_scale.store.query import parse_query
 from cca_scale.store.reader import LayerReader
 from cca_scale.store.writer import LayerWriter, iter_batches
 
@@ -317,33 +318,26 @@ class ActivationStore:
         ----------
         query : None, list of str, or str
             None: every network. A list of ids: those networks (each must exist), still in
-            insertion order. A string: a ``pandas.DataFrame.query`` expression over the network
-            attributes, e.g. ``"lr == 0.01 and labels == 'true'"``.
+            insertion order. A string: a query over the network attributes, e.g.
+            ``"lr == 0.01 and labels == 'true'"``: comparisons, ``in [...]``, ``and`` / ``or``
+            / ``not``. It is parsed as data and never run as code; the grammar is in
+            :mod:`cca_scale.store.query`.
 
         Raises
         ------
         NetworkNotFoundError
             An id in the list is not in the store.
+        InvalidQueryError
+            The query is outside the grammar or names an unknown attribute (the message lists
+            the attribute columns). A :class:`StoreError`.
         StoreError
-            The query cannot be evaluated; the message lists the attribute columns.
+            ``query`` is of another type.
         """
         if query is None:
             return self._network_names()
         if isinstance(query, str):
-            table = self.attributes()
-            try:
-                selected = table.query(query)
-            except Exception as exc:  # pandas raises many types: NameError, SyntaxError, ...
-                columns = ", ".join(repr(c) for c in table.columns) or "none"
-                raise StoreError(
-                    f"Could not evaluate the network query {query!r}: {type(exc).__name__}: {exc}. "
-                    f"Available attribute columns: {columns} (and the index 'network'). "
-                    "Write queries like \"lr == 0.01 and labels == 'true'\"."
-                ) from exc
-            if not hasattr(selected, "index") or getattr(selected, "ndim", 0) != 2:
-                raise StoreError(f"The network query {query!r} did not select rows.")
-            chosen = set(selected.index)
-            return [name for name in table.index if name in chosen]
+            parsed = parse_query(query)  # refuse what is not a query before reading anything
+            return parsed.select(self.attributes())
         if isinstance(query, (list, tuple, set, frozenset)) or hasattr(query, "__array__"):
             wanted = [check_name(n, kind="network") for n in list(query)]
             names = self._network_names()
