@@ -108,8 +108,11 @@ def run(args) -> int:
         for key, value in info.items():
             print(f"{key}: {value}")
         return 0
+    from cca_scale.engine.request import ComparisonRequest
     from cca_scale.runtime.client import command_line_client
 
+    # Every option is checked before --cluster/--wait-workers start anything.
+    ComparisonRequest.build(**{k: v for k, v in kwargs.items() if k != "out"})
     client = command_line_client(cluster=args.cluster, scheduler=args.scheduler,
                                  n_workers=args.workers, wait_workers=args.wait_workers,
                                  gpu=args.gpu)
