@@ -32,6 +32,7 @@ from cca_scale.engine.tasks import BACKENDS, TileSpec, TileSummary, prepare_task
 from cca_scale.engine.tiles import iter_tiles, tile_size
 from cca_scale.errors import CcaScaleError, StoreError
 from cca_scale.matrix import DistanceMatrix
+from cca_scale.store.targets import check_output_target
 
 __all__ = ["Comparison", "compare", "plan", "submit"]
 
@@ -250,6 +251,8 @@ def submit(
             )
         temporary_dir = tempfile.mkdtemp(prefix="cca-scale-")
         out = f"{temporary_dir}/distances.zarr"
+    else:  # refuse a path that is not ours before any cluster starts
+        check_output_target(out, kind="comparison", inputs=(store.path,))
     client, owned = open_client(client=client, scheduler=scheduler, n_workers=n_workers,
                                 gpu=backend == "cupy")
     try:
@@ -267,7 +270,8 @@ def submit(
                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         out, resume, tile_in_force = ComparisonOutput.prepare(
             out, params=params, rows=row_records, cols=col_records, square=square, tile=tile,
-            default_tile=default_tile, overwrite=overwrite, extra_meta=extra)
+            default_tile=default_tile, overwrite=overwrite, extra_meta=extra,
+            inputs=(store.path,))
         handle = Comparison(out=out, resume=resume, tile=tile_in_force, client=client, owned=owned,
                             temporary_dir=temporary_dir)
         _submit_tiles(handle, rows, cols, row_readers, col_readers, square=square, metric=metric,
@@ -376,7 +380,10 @@ def compare(store, *, layer: str, out=None, metric: str = "pwcca", variant: str 
     keep, epsilon, rtol
         SVCCA's kept directions, the svcca variant's epsilon, the rank tolerance.
     overwrite : bool
-        Discard an existing output with other parameters.
+        Discard an existing comparison output with other parameters. Never replaces anything
+        cca_scale did not write: a path holding other data, an activation store, a symbolic
+        link, a device, the working directory or a path overlapping ``store`` is refused with
+        :class:`~cca_scale.errors.UnsafeOutputError`, with or without ``overwrite``.
     on_tile : callable, optional
         Called with each finished tile's :class:`TileSummary` (progress reporting).
 
@@ -406,6 +413,7 @@ def plan(store, *, layer: str, out, metric: str = "pwcca", variant: str = "paper
                                       step=step, against_step=against_step,
                                       against_layer=against_layer, timestep=timestep)
     info = {"rows": len(rows), "columns": len(cols), "square": square, "metric": metric}
+    check_output_target(out, kind="comparison", inputs=(store.path,))  # refused here too
     existing = None
     try:
         existing = ComparisonOutput.open(out)

@@ -29,6 +29,7 @@ from cca_scale._json import json_safe
 from cca_scale.engine.tiles import Tile, iter_tiles, n_blocks
 from cca_scale.errors import StoreConflictError, StoreError
 from cca_scale.matrix import DistanceMatrix
+from cca_scale.store.targets import check_output_target, creating, storage_errors
 
 __all__ = ["PAIR_ARRAYS", "ComparisonOutput", "count_done", "load_distances",
            "read_tile_arrays", "save_distances", "write_tile_arrays"]
@@ -102,35 +103,24 @@ class ComparisonOutput:
 
     @classmethod
     def prepare(cls, path, *, params: dict, rows: list[dict], cols: list[dict], square: bool,
-                tile: int | None, default_tile: int, overwrite: bool,
-                extra_meta: dict) -> tuple["ComparisonOutput", ResumeState, int]:
+                tile: int | None, default_tile: int, overwrite: bool, extra_meta: dict,
+                inputs=()) -> tuple["ComparisonOutput", ResumeState, int]:
         """Create ``path``, or reopen it for the same parameters (resume / extension).
 
         ``rows``/``cols`` are item records with at least ``label`` and ``write_id``. Returns the
         output, the resume state and the tile size in force. Different parameters, or changed or
-        reordered inputs, are refused unless ``overwrite``.
+        reordered inputs, are refused unless ``overwrite``. Whatever ``overwrite`` says, a path
+        that holds anything but a comparison output, or overlaps ``inputs`` (the activation
+        store), is refused with UnsafeOutputError (:func:`check_output_target`).
         """
         import zarr
 
         existing = None
-        try:
+        if check_output_target(path, kind="comparison", inputs=inputs) == "ours":
             existing = zarr.open_group(store=str(path), mode="r", zarr_format=3)
-        except FileNotFoundError:
-            existing = None
-        except (zarr.errors.BaseZarrError, ValueError) as exc:  # a Zarr array, or not Zarr at all
-            if not overwrite:
-                raise StoreError(
-                    f"{str(path)!r} exists and is not a cca_scale comparison output "
-                    f"({type(exc).__name__}). Choose another --out or pass --overwrite."
-                ) from exc
         if existing is not None:
             meta = existing.attrs.get(ATTR_KEY)
             if meta is None or meta.get("state") == "creating":
-                if meta is None and len(list(existing.keys())) and not overwrite:
-                    raise StoreError(
-                        f"{str(path)!r} is a Zarr group that is not a cca_scale comparison output; "
-                        "choose another --out or pass --overwrite."
-                    )
                 overwrite = True  # an interrupted creation: nothing was computed yet
             elif not overwrite:
                 out = cls(path, zarr.open_group(store=str(path), mode="r+", zarr_format=3))
@@ -147,6 +137,14 @@ class ComparisonOutput:
 
     @classmethod
     def _create(cls, path, *, params, rows, cols, square, tile, extra_meta):
+        """Write a new output at ``path`` (checked first: absent or ours). A write the file
+        system refuses raises StorageWriteError and leaves no half-created output."""
+        with creating(path, kind="comparison"):
+            return cls._write_new(path, params=params, rows=rows, cols=cols, square=square,
+                                  tile=tile, extra_meta=extra_meta)
+
+    @classmethod
+    def _write_new(cls, path, *, params, rows, cols, square, tile, extra_meta):
         import zarr
 
         group = zarr.open_group(store=str(path), mode="w", zarr_format=3)
@@ -237,7 +235,8 @@ class ComparisonOutput:
     def update_meta(self, **fields) -> None:
         meta = self.meta
         meta.update(json_safe(fields))
-        self.group.attrs[ATTR_KEY] = meta
+        with storage_errors(self.path, kind="comparison"):
+            self.group.attrs[ATTR_KEY] = meta
 
     def read(self) -> DistanceMatrix:
         return _read_matrix(self.group, self.path)
@@ -257,7 +256,16 @@ def count_done(mask: np.ndarray, old_shape: tuple[int, int], n_rows: int, n_cols
 
 def write_tile_arrays(path: str, tile: Tile, blocks: dict[str, np.ndarray],
                       mirrored: dict[str, np.ndarray] | None) -> None:
-    """Worker side: write one tile's chunks (and its mirror's), then its done flags."""
+    """Worker side: write one tile's chunks (and its mirror's), then its done flags.
+
+    A write the file system refuses raises StorageWriteError; the tile stays not done (its flag
+    is written last), so a rerun with space recomputes it.
+    """
+    with storage_errors(path, kind="comparison"):
+        _write_tile_chunks(path, tile, blocks, mirrored)
+
+
+def _write_tile_chunks(path, tile, blocks, mirrored) -> None:
     import zarr
 
     group = zarr.open_group(store=path, mode="r+", zarr_format=3)
@@ -324,16 +332,13 @@ def load_distances(path) -> DistanceMatrix:
 
 
 def save_distances(matrix: DistanceMatrix, path, *, overwrite: bool = False) -> None:
-    """Write a DistanceMatrix in the comparison-output layout (read by :func:`load_distances`)."""
-    import zarr
+    """Write a DistanceMatrix in the comparison-output layout (read by :func:`load_distances`).
 
-    try:
-        zarr.open_group(store=str(path), mode="r", zarr_format=3)
-        exists = True
-    except FileNotFoundError:
-        exists = False
-    except (zarr.errors.BaseZarrError, ValueError):
-        exists = True
+    ``overwrite`` replaces a comparison output; anything else at ``path`` is refused with
+    UnsafeOutputError (:func:`check_output_target`), and a refused write raises
+    StorageWriteError.
+    """
+    exists = check_output_target(path, kind="comparison") == "ours"
     if exists and not overwrite:
         raise StoreConflictError(f"{str(path)!r} exists; pass overwrite=True to replace it.")
     n_rows, n_cols = matrix.shape
@@ -341,14 +346,15 @@ def save_distances(matrix: DistanceMatrix, path, *, overwrite: bool = False) -> 
     rows = info_to_records(matrix.row_info)
     cols = info_to_records(matrix.col_info)
     meta = {k: v for k, v in matrix.metadata.items() if k not in ("rows", "cols")}
-    out = ComparisonOutput._create(path, params=meta.pop("params", {}), rows=rows, cols=cols,
-                                   square=matrix.is_square, tile=tile,
-                                   extra_meta={k: v for k, v in meta.items()
-                                               if k not in ("format", "state", "tile", "square")})
-    group = out.group
-    group["distance"][...] = matrix.values
-    for name in PAIR_ARRAYS:
-        if name in matrix.diagnostics:
-            group[name][...] = matrix.diagnostics[name]
-    group[DONE][...] = 1
-    out.update_meta(complete=bool(matrix.complete))
+    with creating(path, kind="comparison"):  # a refused write leaves no half-written output
+        out = ComparisonOutput._create(path, params=meta.pop("params", {}), rows=rows,
+                                       cols=cols, square=matrix.is_square, tile=tile,
+                                       extra_meta={k: v for k, v in meta.items() if k not in
+                                                   ("format", "state", "tile", "square")})
+        group = out.group
+        group["distance"][...] = matrix.values
+        for name in PAIR_ARRAYS:
+            if name in matrix.diagnostics:
+                group[name][...] = matrix.diagnostics[name]
+        group[DONE][...] = 1
+        out.update_meta(complete=bool(matrix.complete))
