@@ -20,6 +20,10 @@ parquet    ``FILE`` (``.parquet``)     ``DistanceMatrix.to_pandas()``: row ids a
                                        (``row``), column ids as the columns, metadata and network
                                        attributes in the table's pandas ``attrs``.
 =========  ==========================  =========================================================
+
+An existing file is replaced (``overwrite=True``) only when it carries its format's cca_scale
+signature (the ``row`` header, the labels file, ``cca_scale_metadata``; see
+:mod:`cca_scale.store.targets`); anything else is refused and left untouched.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ import pandas as pd
 from cca_scale.analysis._common import check_distance_matrix
 from cca_scale.errors import CcaScaleError, NotFoundError, StoreConflictError, StoreError
 from cca_scale.matrix import DistanceMatrix
+from cca_scale.store.targets import (
+    EXPORT_META_ATTR,
+    NPY_SIDECAR,
+    NPY_SIDECAR_FORMAT,
+    check_output_target,
+    storage_errors,
+)
 
 __all__ = ["EXPORT_FORMATS", "export_distances", "read_distances", "read_exported",
            "format_from_path"]
@@ -43,8 +54,8 @@ __all__ = ["EXPORT_FORMATS", "export_distances", "read_distances", "read_exporte
 EXPORT_FORMATS = ("csv", "npy", "netcdf", "parquet")
 _SUFFIXES = {".csv": "csv", ".npy": "npy", ".nc": "netcdf", ".nc4": "netcdf",
              ".netcdf": "netcdf", ".parquet": "parquet", ".pq": "parquet"}
-_SIDECAR = ".labels.json"
-_META_ATTR = "cca_scale_metadata"
+_SIDECAR = NPY_SIDECAR
+_META_ATTR = EXPORT_META_ATTR  # also the signature that marks a netCDF or Parquet file as ours
 
 
 class ExportNotFoundError(NotFoundError, FileNotFoundError):
@@ -106,12 +117,12 @@ def _info_from_json(data: dict[str, Any] | None, labels: tuple[str, ...]) -> pd.
     return frame
 
 
-def _check_target(path: Path, overwrite: bool, extra: tuple[Path, ...] = ()) -> None:
-    for target in (path, *extra):
-        if target.exists() and not overwrite:
-            raise StoreConflictError(
-                f"{str(target)!r} already exists; pass overwrite=True (--overwrite) to replace it."
-            )
+def _check_target(path: Path, fmt: str, overwrite: bool, inputs) -> None:
+    """Only a new file, or an export of this format that cca_scale wrote, may be written."""
+    if check_output_target(path, kind=fmt, inputs=inputs) == "ours" and not overwrite:
+        raise StoreConflictError(
+            f"{str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it."
+        )
     if not path.parent.exists():
         raise ExportNotFoundError(f"The folder {str(path.parent)!r} does not exist.")
 
@@ -121,7 +132,7 @@ def _tmp(path: Path) -> Path:
 
 
 def export_distances(D: DistanceMatrix, path: str | os.PathLike, *, format: str | None = None,
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, inputs=()) -> Path:
     """Write a distance matrix to a file at full float64 precision.
 
     Parameters
@@ -133,7 +144,13 @@ def export_distances(D: DistanceMatrix, path: str | os.PathLike, *, format: str 
         Default: from the extension (``.csv``, ``.npy``, ``.nc``, ``.parquet``). See the module
         docstring for each layout; ``npy`` also writes ``path + '.labels.json'``.
     overwrite : bool
-        Replace an existing file (refused by default).
+        Replace an existing export of this format written by cca_scale (refused by default).
+        Never replaces anything else: a file without the format's signature (see
+        :mod:`cca_scale.store.targets`), a folder, a symbolic link or a device is refused with
+        UnsafeOutputError, with or without ``overwrite``.
+    inputs : iterable of str or path-like
+        Files or folders the matrix was read from; ``path`` may not be one of them or lie
+        inside one.
 
     Returns
     -------
@@ -144,7 +161,12 @@ def export_distances(D: DistanceMatrix, path: str | os.PathLike, *, format: str 
     Raises
     ------
     StoreConflictError
-        The file exists and ``overwrite`` is False.
+        An export of this format exists and ``overwrite`` is False.
+    UnsafeOutputError
+        ``path`` holds something cca_scale did not export, or overlaps ``inputs``; untouched.
+    StorageWriteError
+        The file system refused the write (disk full, read-only, permission); no temporary file
+        is left and an existing export is untouched.
     CcaScaleError
         Unknown format; ``netcdf``/``parquet`` without xarray+netCDF4 / pyarrow (``pip install
         cca-scale[export]``).
@@ -153,30 +175,32 @@ def export_distances(D: DistanceMatrix, path: str | os.PathLike, *, format: str 
     path = Path(path)
     fmt = format_from_path(path, format)
     sidecar = Path(str(path) + _SIDECAR)
-    _check_target(path, overwrite, (sidecar,) if fmt == "npy" else ())
-    tmp = _tmp(path)
+    _check_target(path, fmt, overwrite, inputs)
+    tmp, side_tmp = _tmp(path), _tmp(sidecar)
     try:
-        if fmt == "csv":
-            _write_csv(D, tmp)
-        elif fmt == "npy":
-            with open(tmp, "wb") as fh:
-                np.save(fh, D.values, allow_pickle=False)
-            side_tmp = _tmp(sidecar)
-            side_tmp.write_text(json.dumps(_sidecar(D), indent=1, allow_nan=True))
-            os.replace(side_tmp, sidecar)
-        elif fmt == "netcdf":
-            _write_netcdf(D, tmp)
-        else:
-            _write_parquet(D, tmp)
-        os.replace(tmp, path)
+        # Every byte goes to temporary files first; renames (which need no space) come last.
+        with storage_errors(path, kind=fmt):
+            if fmt == "csv":
+                _write_csv(D, tmp)
+            elif fmt == "npy":
+                with open(tmp, "wb") as fh:
+                    np.save(fh, D.values, allow_pickle=False)
+                side_tmp.write_text(json.dumps(_sidecar(D), indent=1, allow_nan=True))
+                os.replace(side_tmp, sidecar)
+            elif fmt == "netcdf":
+                _write_netcdf(D, tmp)
+            else:
+                _write_parquet(D, tmp)
+            os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for leftover in (tmp, side_tmp):
+            if leftover.exists():
+                leftover.unlink()
     return path
 
 
 def _sidecar(D: DistanceMatrix) -> dict[str, Any]:
-    return {"format": "cca_scale distance matrix, values in the .npy beside this file",
+    return {"format": NPY_SIDECAR_FORMAT,
             "shape": list(D.shape), "row_labels": list(D.row_labels),
             "col_labels": list(D.col_labels), "metadata": _jsonable(D.metadata),
             "row_info": _info_to_json(D.row_info), "col_info": _info_to_json(D.col_info)}

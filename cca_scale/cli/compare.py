@@ -42,7 +42,11 @@ def add_parser(sub) -> None:
     p.add_argument("store",
                    help="activation store (local path or fsspec URL, e.g. s3://bucket/acts.zarr)")
     p.add_argument("--layer", required=True, help="layer to compare")
-    p.add_argument("--out", required=True, help="output Zarr group for the distance matrix")
+    p.add_argument("--out", required=True,
+                   help="output Zarr group for the distance matrix: a new path, an empty "
+                        "folder, or an output of cca-scale compare (resumed). Anything else "
+                        "(other files, an activation store, '.', a symlink, a device, a path "
+                        "overlapping STORE) is refused and left untouched")
     p.add_argument("--metric", default="pwcca",
                    choices=["pwcca", "mean_cca", "svcca", "cka", "cosine", "euclidean"],
                    help="distance (default: pwcca). cosine/euclidean are the paper's baselines, "
@@ -81,7 +85,8 @@ def add_parser(sub) -> None:
                    help="networks per tile side (default: fits memory; a tile too large for a "
                         "worker's memory is refused)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing output computed with other parameters")
+                   help="replace an existing compare output computed with other "
+                        "parameters; never replaces data cca-scale did not write")
     p.add_argument("--dry-run", action="store_true",
                    help="show what would be computed (tiles left, resume state) and stop")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

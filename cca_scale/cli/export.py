@@ -28,8 +28,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="a compare output (e.g. fc1.zarr) or an exported matrix")
     parser.add_argument("--format", "-f", choices=("csv", "npy", "netcdf", "parquet"),
                         help="output format (default: from the extension of -o)")
-    parser.add_argument("-o", "--output", metavar="FILE", required=True, help="the file to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
+    parser.add_argument("-o", "--output", metavar="FILE", required=True,
+                        help="the file to write: a new path, or an export of the same format "
+                             "that cca-scale wrote (anything else, a folder, a symlink or a "
+                             "device is refused and left untouched)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace FILE if it is an export cca-scale wrote; never replaces "
+                             "data cca-scale did not write")
     parser.set_defaults(run=run)
     return parser
 
@@ -40,7 +45,8 @@ def run(args) -> int:
 
     fmt = format_from_path(args.output, args.format)
     D = read_distances(args.out)
-    path = export_distances(D, args.output, format=fmt, overwrite=args.overwrite)
+    path = export_distances(D, args.output, format=fmt, overwrite=args.overwrite,
+                            inputs=(args.out,))
     extra = f" (labels in {path}.labels.json)" if fmt == "npy" else ""
     print(f"wrote {path}: {D.shape[0]} x {D.shape[1]} float64, {fmt}{extra}")
     return 0

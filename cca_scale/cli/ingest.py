@@ -38,7 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("store", metavar="STORE",
                         help="activation store: a local path (acts.zarr) or an fsspec URL "
-                             "(s3://bucket/acts.zarr); created if it does not exist")
+                             "(s3://bucket/acts.zarr); created if it does not exist or is an "
+                             "empty folder. Anything that is not an activation store (other "
+                             "files, '.', a symlink, a device) is refused and left untouched")
     parser.add_argument("network", metavar="NETWORK", nargs="?", help="network id")
     parser.add_argument("layer", metavar="LAYER", nargs="?", help="layer name")
     parser.add_argument("file", metavar="FILE", nargs="?",
@@ -57,7 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--timesteps", action="store_true",
                         help="files are recurrent layers, (n_datapoints, n_timesteps, n_neurons)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace layers that already exist (otherwise they are refused)")
+                        help="replace layers that already exist (otherwise they are refused); "
+                             "never replaces data cca-scale did not write")
     parser.add_argument("--n-datapoints", type=int, metavar="N",
                         help="datapoints per layer, recorded when the store is created (needed "
                              "for several writers at once); checked against an existing store")

@@ -27,6 +27,7 @@ from cca_scale.engine.tasks import BACKENDS, TileSpec, TileSummary, prepare_task
 from cca_scale.engine.tiles import iter_tiles, tile_memory_bytes, tile_size
 from cca_scale.errors import ActivationError, CcaScaleError, StoreError
 from cca_scale.matrix import DistanceMatrix
+from cca_scale.store.targets import check_output_target
 
 __all__ = ["Comparison", "compare", "plan", "submit"]
 
@@ -317,6 +318,8 @@ def submit(
             )
         temporary_dir = tempfile.mkdtemp(prefix="cca-scale-")
         out = f"{temporary_dir}/distances.zarr"
+    else:  # refuse a path that is not ours before any cluster starts
+        check_output_target(out, kind="comparison", inputs=(store.path,))
     client, owned = open_client(client=client, scheduler=scheduler, n_workers=n_workers,
                                 gpu=backend == "cupy")
     output = None
@@ -330,7 +333,8 @@ def submit(
         output, resume, tile_in_force = ComparisonOutput.prepare(
             out, params=req.output_params(res.n_datapoints), rows=row_records,
             cols=col_records, square=res.square, tile=None if req.tile is None else tile_in_force,
-            default_tile=tile_in_force, overwrite=req.overwrite, extra_meta=extra)
+            default_tile=tile_in_force, overwrite=req.overwrite, extra_meta=extra,
+            inputs=(store.path,))
         handle = Comparison(out=output, resume=resume, tile=tile_in_force, client=client,
                             owned=owned, temporary_dir=temporary_dir)
         _submit_tiles(handle, res, req, backend=backend, chunk_rows=chunk_rows)
@@ -445,7 +449,10 @@ def compare(store, *, layer: str, out=None, metric: str = "pwcca", variant: str 
         Accept layers with ``n_datapoints <= n_neurons`` for the CCA metrics, as the one-pair
         functions do with the same option; refused by default, before anything runs.
     overwrite : bool
-        Discard an existing comparison output with other parameters (never anything else).
+        Discard an existing comparison output with other parameters. Never replaces anything
+        cca_scale did not write: a path holding other data, an activation store, a symbolic
+        link, a device, the working directory or a path overlapping ``store`` is refused with
+        :class:`~cca_scale.errors.UnsafeOutputError`, with or without ``overwrite``.
     on_tile : callable, optional
         Called with each finished tile's :class:`TileSummary` (progress reporting).
 
@@ -478,6 +485,7 @@ def plan(store, *, layer: str, out, dtype: Any = None, tile: int | None = None,
     res = _resolve(store, req)
     info = {"rows": len(res.rows), "columns": len(res.cols), "square": res.square,
             "metric": req.metric}
+    check_output_target(out, kind="comparison", inputs=(store.path,))  # refused here too
     existing = None
     try:
         existing = ComparisonOutput.open(out)

@@ -29,6 +29,7 @@ from cca_scale._json import json_safe
 from cca_scale.engine.tiles import Tile, iter_tiles, n_blocks
 from cca_scale.errors import StoreConflictError, StoreError
 from cca_scale.matrix import DistanceMatrix
+from cca_scale.store.targets import check_output_target, creating, storage_errors
 
 __all__ = ["PAIR_ARRAYS", "ComparisonOutput", "count_done", "load_distances",
            "read_tile_arrays", "save_distances", "write_tile_arrays"]
@@ -109,53 +110,45 @@ class ComparisonOutput:
 
     @classmethod
     def prepare(cls, path, *, params: dict, rows: list[dict], cols: list[dict], square: bool,
-                tile: int | None, default_tile: int, overwrite: bool,
-                extra_meta: dict) -> tuple["ComparisonOutput", ResumeState, int]:
+                tile: int | None, default_tile: int, overwrite: bool, extra_meta: dict,
+                inputs=()) -> tuple["ComparisonOutput", ResumeState, int]:
         """Create ``path``, or reopen it for the same parameters (resume / extension).
 
         ``rows``/``cols`` are item records with at least ``label`` and ``write_id``. Returns the
         output (holding the output's lease: call :meth:`release` when done), the resume state and
         the tile size in force. Different parameters, or changed or reordered inputs, are refused
         unless ``overwrite``. Another run holding the lease is refused (OutputBusyError).
+        Whatever ``overwrite`` says, a path that holds anything but a comparison output, or
+        overlaps ``inputs`` (the activation store), is refused with UnsafeOutputError
+        (:func:`check_output_target`).
         """
         import zarr
 
         from cca_scale.engine.lock import OutputLock
 
-        existing = None
-        try:
-            existing = zarr.open_group(store=str(path), mode="r", zarr_format=3)
-        except FileNotFoundError:
-            existing = None
-        except (zarr.errors.BaseZarrError, ValueError) as exc:  # a Zarr array, or not Zarr at all
-            raise StoreError(
-                f"{str(path)!r} exists and is not a cca_scale comparison output "
-                f"({type(exc).__name__}); it was not touched. Choose another --out."
-            ) from exc
-        meta = existing.attrs.get(ATTR_KEY) if existing is not None else None
-        if existing is not None and meta is None and set(existing.keys()) - {"lock"}:
-            raise StoreError(
-                f"{str(path)!r} is a Zarr group that is not a cca_scale comparison output; it was "
-                "not touched. Choose another --out."
-            )
-        group = zarr.open_group(store=str(path), mode="a", zarr_format=3)
-        lock = OutputLock.acquire(group.store, where=repr(str(path)))
-        try:
-            meta = group.attrs.get(ATTR_KEY)  # again, now that no other run can change it
-            if meta is not None and meta.get("state") != "creating" and not overwrite:
-                out = cls(path, group, lock)
-                tile_in_force = out._check_compatible(params, rows, cols, tile)
-                state = out._extend(rows, cols, square, tile_in_force)
-                # This run's versions, input fingerprint and backend; "created" stays the first's.
-                out.update_meta(**{k: v for k, v in extra_meta.items() if k != "created"})
-                return out, state, tile_in_force
-            # New, an interrupted creation (nothing was computed yet), or --overwrite of ours.
-            tile = tile or default_tile
-            out = cls._create(group, path, params=params, rows=rows, cols=cols, square=square,
-                              tile=tile, extra_meta=extra_meta, lock=lock)
-        except BaseException:
-            lock.release()
-            raise
+        state = check_output_target(path, kind="comparison", inputs=inputs)
+        # Writes into an output that is already ours only convert storage errors; a new one is
+        # removed again if the file system refuses part of it.
+        guard = storage_errors if state == "ours" else creating
+        with guard(path, kind="comparison"):
+            group = zarr.open_group(store=str(path), mode="a", zarr_format=3)
+            lock = OutputLock.acquire(group.store, where=repr(str(path)))
+            try:
+                meta = group.attrs.get(ATTR_KEY)  # read now that no other run can change it
+                if meta is not None and meta.get("state") != "creating" and not overwrite:
+                    out = cls(path, group, lock)
+                    tile_in_force = out._check_compatible(params, rows, cols, tile)
+                    resume = out._extend(rows, cols, square, tile_in_force)
+                    # This run's versions, input fingerprint and backend; "created" stays.
+                    out.update_meta(**{k: v for k, v in extra_meta.items() if k != "created"})
+                    return out, resume, tile_in_force
+                # New, an interrupted creation (nothing was computed yet), or --overwrite.
+                tile = tile or default_tile
+                out = cls._create(group, path, params=params, rows=rows, cols=cols,
+                                  square=square, tile=tile, extra_meta=extra_meta, lock=lock)
+            except BaseException:
+                lock.release()
+                raise
         total = sum(1 for _ in iter_tiles(len(rows), len(cols), tile, square=square))
         return out, ResumeState(0, total, created=True, extended=False), tile
 
@@ -297,7 +290,8 @@ class ComparisonOutput:
     def update_meta(self, **fields) -> None:
         meta = self.meta
         meta.update(json_safe(fields))
-        self.group.attrs[ATTR_KEY] = meta
+        with storage_errors(self.path, kind="comparison"):
+            self.group.attrs[ATTR_KEY] = meta
 
     def read(self) -> DistanceMatrix:
         return _read_matrix(self.group, self.path)
@@ -317,7 +311,16 @@ def count_done(mask: np.ndarray, old_shape: tuple[int, int], n_rows: int, n_cols
 
 def write_tile_arrays(path: str, tile: Tile, blocks: dict[str, np.ndarray],
                       mirrored: dict[str, np.ndarray] | None) -> None:
-    """Worker side: write one tile's chunks (and its mirror's), then its done flags."""
+    """Worker side: write one tile's chunks (and its mirror's), then its done flags.
+
+    A write the file system refuses raises StorageWriteError; the tile stays not done (its flag
+    is written last), so a rerun with space recomputes it.
+    """
+    with storage_errors(path, kind="comparison"):
+        _write_tile_chunks(path, tile, blocks, mirrored)
+
+
+def _write_tile_chunks(path, tile, blocks, mirrored) -> None:
     import zarr
 
     group = zarr.open_group(store=path, mode="r+", zarr_format=3)
@@ -394,16 +397,15 @@ def load_distances(path) -> DistanceMatrix:
 
 
 def save_distances(matrix: DistanceMatrix, path, *, overwrite: bool = False) -> None:
-    """Write a DistanceMatrix in the comparison-output layout (read by :func:`load_distances`)."""
+    """Write a DistanceMatrix in the comparison-output layout (read by :func:`load_distances`).
+
+    ``overwrite`` replaces a comparison output; anything else at ``path`` is refused with
+    UnsafeOutputError (:func:`check_output_target`), and a refused write raises
+    StorageWriteError.
+    """
     import zarr
 
-    try:
-        zarr.open_group(store=str(path), mode="r", zarr_format=3)
-        exists = True
-    except FileNotFoundError:
-        exists = False
-    except (zarr.errors.BaseZarrError, ValueError):
-        exists = True
+    exists = check_output_target(path, kind="comparison") == "ours"
     if exists and not overwrite:
         raise StoreConflictError(f"{str(path)!r} exists; pass overwrite=True to replace it.")
     n_rows, n_cols = matrix.shape
@@ -411,14 +413,15 @@ def save_distances(matrix: DistanceMatrix, path, *, overwrite: bool = False) -> 
     rows = info_to_records(matrix.row_info)
     cols = info_to_records(matrix.col_info)
     meta = {k: v for k, v in matrix.metadata.items() if k not in ("rows", "cols")}
-    group = zarr.open_group(store=str(path), mode="a", zarr_format=3)
-    out = ComparisonOutput._create(group, path, params=meta.pop("params", {}), rows=rows,
-                                   cols=cols, square=matrix.is_square, tile=tile,
-                                   extra_meta={k: v for k, v in meta.items()
-                                               if k not in ("format", "state", "tile", "square")})
-    group["distance"][...] = matrix.values
-    for name in PAIR_ARRAYS:
-        if name in matrix.diagnostics:
-            group[name][...] = matrix.diagnostics[name]
-    group[DONE][...] = 1
-    out.update_meta(complete=bool(matrix.complete))
+    with creating(path, kind="comparison"):  # a refused write leaves no half-written output
+        group = zarr.open_group(store=str(path), mode="a", zarr_format=3)
+        out = ComparisonOutput._create(group, path, params=meta.pop("params", {}), rows=rows,
+                                       cols=cols, square=matrix.is_square, tile=tile,
+                                       extra_meta={k: v for k, v in meta.items() if k not in
+                                                   ("format", "state", "tile", "square")})
+        group["distance"][...] = matrix.values
+        for name in PAIR_ARRAYS:
+            if name in matrix.diagnostics:
+                group[name][...] = matrix.diagnostics[name]
+        group[DONE][...] = 1
+        out.update_meta(complete=bool(matrix.complete))

@@ -34,6 +34,7 @@ from cca_scale.store.location import Location, delete_node, move_node, node_exis
 from cca_scale.store.names import check_attrs, check_name, check_step, check_timesteps_index
 from cca_scale.store.query import parse_query
 from cca_scale.store.reader import LayerReader
+from cca_scale.store.targets import check_output_target, creating, storage_errors
 from cca_scale.store.writer import LayerWriter, iter_batches
 
 __all__ = ["ActivationStore"]
@@ -135,6 +136,7 @@ class ActivationStore:
         self._location = location
         self._root = root
         self._mode = mode
+        self._made_root = False  # create() made the local folder: discarding may remove it
 
     def __getstate__(self):
         # Pickles as an address (reopened on arrival), never as open Zarr objects.
@@ -173,32 +175,35 @@ class ActivationStore:
         ------
         StoreConflictError
             An activation store already exists at ``path`` and ``overwrite`` is False.
+        UnsafeOutputError
+            ``path`` holds something that is not an activation store (see
+            :func:`cca_scale.store.targets.check_output_target`); it is never touched.
+        StorageWriteError
+            The file system refused the write (disk full, read-only, permission).
         StoreError
-            ``path`` holds other data, or a parameter is invalid.
+            A parameter is invalid.
         """
         n_datapoints = _check_n_datapoints(n_datapoints)
         fingerprint = _check_fingerprint(fingerprint)
         location = Location.from_user(path, storage_options)
-        state = _probe(location)
+        state = check_output_target(location, kind="activations")
         if state == "ours" and not overwrite:
             raise StoreConflictError(
                 f"An activation store already exists at {location}. Open it with "
                 "ActivationStore.open(path, mode='a') to add to it, or pass overwrite=True "
                 "(--overwrite) to replace it."
             )
-        if state == "other":
-            raise StoreError(
-                f"{location} already holds data that is not a cca_scale activation store; "
-                "refusing to write there or delete it. Choose another path."
-            )
         meta = {"kind": "activation_store", "format": layout.FORMAT,
                 "n_datapoints": n_datapoints, "fingerprint": fingerprint, "created": _iso()}
-        zstore = location.zarr_store(read_only=False)
-        root = zarr.open_group(zstore, mode="w" if state == "ours" else "w-", zarr_format=3,
-                               attributes={layout.KEY: meta})
-        root.create_group(layout.NETWORKS)
-        root.create_group(layout.STAGING)
-        return cls(location, root, mode="a")
+        with creating(location, kind="activations") as made_root:
+            zstore = location.zarr_store(read_only=False)
+            root = zarr.open_group(zstore, mode="w" if state == "ours" else "w-", zarr_format=3,
+                                   attributes={layout.KEY: meta})
+            root.create_group(layout.NETWORKS)
+            root.create_group(layout.STAGING)
+        store = cls(location, root, mode="a")
+        store._made_root = made_root
+        return store
 
     @classmethod
     def open(cls, path, *, mode: str = "r",
@@ -742,27 +747,6 @@ def _exists_error(network: str, layer: str, step: int | None) -> StoreConflictEr
     )
 
 
-def _probe(location: Location) -> str:
-    """'absent', 'ours' (an activation store) or 'other' (anything else) at a location."""
-    if location.kind == "local":
-        path = location.path
-        if not os.path.exists(path):
-            return "absent"
-        if not os.path.isdir(path):
-            return "other"
-        if not os.path.isfile(os.path.join(path, "zarr.json")):
-            return "other" if os.listdir(path) else "absent"
-    zstore = location.zarr_store(read_only=True)
-    try:
-        if not node_exists(zstore, ""):
-            return "other" if sync(_any_key(zstore)) else "absent"
-        root = zarr.open_group(zstore, mode="r", zarr_format=3)
-    except (FileNotFoundError, zarr.errors.NodeTypeValidationError, ValueError):
-        return "other"
-    meta = root.attrs.get(layout.KEY)
-    return "ours" if isinstance(meta, dict) and meta.get("kind") == "activation_store" else "other"
-
-
 def _child_names(zstore, prefix: str) -> list[str]:
     async def collect():
         return [name async for name in zstore.list_dir(prefix) if name != "zarr.json"]
@@ -785,12 +769,6 @@ async def _child_attributes(zstore, prefix: str, node_type: str) -> dict[str, di
         if doc is not None and doc.get("node_type") == node_type:
             found[name] = doc.get("attributes") or {}
     return found
-
-
-async def _any_key(zstore) -> bool:
-    async for _ in zstore.list_prefix(""):
-        return True
-    return False
 
 
 class _Transaction:
@@ -829,15 +807,17 @@ class _Transaction:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.abort()
-            return
-        try:
-            self.finish_all()
-            self.store._commit(self)
-        except BaseException:
-            self.abort()
-            raise
+        # A refusal of the file system (disk full, read-only) becomes one StorageWriteError,
+        # raised once everything staged is deleted.
+        with storage_errors(self.store.location, kind="activations"):
+            try:
+                if exc is not None:
+                    raise exc
+                self.finish_all()
+                self.store._commit(self)
+            except BaseException:
+                self.abort()
+                raise
 
     def networks(self) -> list[str]:
         return list(self._order)

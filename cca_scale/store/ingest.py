@@ -17,9 +17,9 @@ import numpy as np
 
 from cca_scale.core.conv import CONV_MODES, flatten_conv
 from cca_scale.errors import ActivationError, CcaScaleError, StoreConflictError, StoreError
-from cca_scale.store.activation_store import ActivationStore, _probe
-from cca_scale.store.location import Location, delete_node
+from cca_scale.store.activation_store import ActivationStore
 from cca_scale.store.names import check_attrs, check_name, check_step
+from cca_scale.store.targets import check_output_target, remove_written
 from cca_scale.store.writer import default_chunk_rows
 
 __all__ = [
@@ -130,9 +130,11 @@ def open_or_create(path, *, n_datapoints: int | None = None, fingerprint: str | 
     """Open the store at ``path`` for writing, creating it if nothing is there yet.
 
     Returns ``(store, created)``. An existing store must agree with ``n_datapoints`` and
-    ``fingerprint`` when they are given.
+    ``fingerprint`` when they are given. Anything else at ``path`` is refused with
+    :class:`~cca_scale.errors.UnsafeOutputError` (see
+    :func:`cca_scale.store.targets.check_output_target`).
     """
-    if _probe(Location.from_user(path, storage_options)) == "absent":
+    if check_output_target(path, kind="activations", storage_options=storage_options) == "absent":
         return ActivationStore.create(path, n_datapoints=n_datapoints, fingerprint=fingerprint,
                                       storage_options=storage_options), True
     store = ActivationStore.open(path, mode="a", storage_options=storage_options)
@@ -152,10 +154,14 @@ def open_or_create(path, *, n_datapoints: int | None = None, fingerprint: str | 
 
 
 def discard_if_empty(store: ActivationStore) -> bool:
-    """Delete a store that holds no network (one just created for a write that then failed)."""
+    """Delete a store that holds no network (one just created for a write that then failed).
+
+    Only what cca_scale wrote goes: the store's files, and its folder only if
+    :meth:`ActivationStore.create` made that folder (an empty folder given by the user stays).
+    """
     if store.networks():
         return False
-    delete_node(store._root.store, "")
+    remove_written(store.location, keep_root=not store._made_root)
     return True
 
 
