@@ -25,26 +25,25 @@ else:
 # %%
 if HAVE_TORCH:
     import logging
+    import shutil
     import tempfile
     from pathlib import Path
 
     import numpy as np
-    import pandas as pd
     import torch
-    from distributed import Client, LocalCluster
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     import cca_scale
     from cca_scale import ActivationStore
     from cca_scale.analysis import timestep_distances
+    from cca_scale.demo.sweep import load_dataset
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).reshape(-1, 8, 8).astype(np.float32)  # (n, timesteps = rows, features)
-    x_train, x_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0,
-                                                        stratify=y)
+    # scikit-learn's bundled digits, split once (the same split as the other notebooks), each
+    # image read as a sequence: (n, timesteps = rows, features).
+    data = load_dataset()
+    x_train, x_test = (x.reshape(-1, 8, 8).astype(np.float32) for x in (data.x_train, data.x_test))
+    y_train, y_test = data.y_train, data.y_test
 
     class RowLSTM(torch.nn.Module):
         def __init__(self, hidden=32):
@@ -80,9 +79,8 @@ if HAVE_TORCH:
 
 # %%
 if HAVE_TORCH:
-    dask_cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                dashboard_address=":0", silence_logs=logging.ERROR)
-    client = Client(dask_cluster)
+    client = cca_scale.launch("local", n_workers=2, dashboard_address="127.0.0.1:0",
+                              silence_logs=logging.ERROR)
     workdir = Path(tempfile.mkdtemp(prefix="cca-scale-notebook-"))
     store = ActivationStore.create(workdir / "acts.zarr", n_datapoints=len(x_train))
     store.add("lstm-s0", "hidden", hidden, timesteps=True)
@@ -90,9 +88,7 @@ if HAVE_TORCH:
                           client=client)
     print(E.labels)
     engine_matches = bool(np.allclose(E.values, D["pwcca"].values, atol=1e-8))
-    client.close()
-    dask_cluster.close()
-    import shutil
+    client.close()  # and the cluster launch() started
     shutil.rmtree(workdir)
     print("engine == in-memory:", engine_matches)
 

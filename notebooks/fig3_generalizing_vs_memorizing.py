@@ -12,86 +12,38 @@
 
 # %%
 import logging
+import shutil
 import tempfile
-import warnings
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
-from distributed import Client, LocalCluster
-from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
-from threadpoolctl import threadpool_limits
 
 import cca_scale
 from cca_scale import ActivationStore
+from cca_scale.demo.sweep import (NetworkSpec, load_dataset, network_name, train_network,
+                                  write_network)
 
-# scikit-learn's bundled digits (no download); every comparison uses the training images, as the
-# paper does: activations have shape (n_datapoints, n_neurons) = (1347, width).
-X, y = load_digits(return_X_y=True)
-X = X / 16.0
-x_train, x_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0,
-                                                    stratify=y)
-
-
-def hidden_activations(model, x):
-    """Each hidden layer's ReLU activations of a fitted MLPClassifier: {'h1': (n, width), ...}."""
-    acts, h = {}, x
-    for i, (w, b) in enumerate(zip(model.coefs_[:-1], model.intercepts_[:-1]), 1):
-        h = np.maximum(h @ w + b, 0.0)
-        acts[f"h{i}"] = h.astype(np.float32)
-    return acts
-
-
-def train(width=64, lr=3e-3, seed=0, shuffled=False, min_epochs=60, max_epochs=300,
-          snapshots=()):
-    """Train an MLP(width, width, width) with Adam, epoch by epoch, until 100% train accuracy
-    (checked every 10 epochs from min_epochs). Returns its activations at each snapshot epoch
-    and at the last one, and its accuracies."""
-    labels = y_shuffled if shuffled else y_train
-    model = MLPClassifier((width,) * 3, learning_rate_init=lr, batch_size=64, random_state=seed)
-    acts = {}
-    # One BLAS thread per process: several trainings share the cores.
-    with threadpool_limits(limits=1), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for epoch in range(1, max_epochs + 1):
-            model.partial_fit(x_train, labels, classes=np.arange(10))
-            if epoch in snapshots:
-                acts[epoch] = hidden_activations(model, x_train)
-            if epoch >= min_epochs and epoch % 10 == 0 and model.score(x_train, labels) >= 0.999:
-                break
-        acts[epoch] = hidden_activations(model, x_train)
-        return {"acts": acts, "epochs": epoch, "train_accuracy": model.score(x_train, labels),
-                "test_accuracy": model.score(x_test, y_test)}
-
-
-# One fixed shuffle of the training labels, shared by every memorizing network.
-y_shuffled = np.random.default_rng(1).permutation(y_train)
-
-# A local Dask cluster: trains the networks, then runs the all-pairs engine.
-dask_cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                            dashboard_address=":0", silence_logs=logging.ERROR)
-client = Client(dask_cluster)
+# scikit-learn's bundled digits (no download), split once; every comparison uses the training
+# images, as the paper does: activations have shape (n_datapoints, n_neurons) = (1347, width).
+data = load_dataset()
+# A local Dask cluster of single-threaded worker processes: it trains the networks (one per task,
+# each an MLP trained with Adam epoch by epoch until 100% train accuracy, checked every 10 epochs
+# from min_epochs), then runs the all-pairs engine.
+client = cca_scale.launch("local", n_workers=2, dashboard_address="127.0.0.1:0",
+                          silence_logs=logging.ERROR)
 workdir = Path(tempfile.mkdtemp(prefix="cca-scale-notebook-"))
-print(x_train.shape, client)
+print(data.x_train.shape, client)
 
 # %%
-specs = [dict(seed=s, shuffled=False) for s in (0, 1, 2)] + \
-        [dict(seed=s, shuffled=True) for s in (10, 11, 12)]
-nets = client.gather(client.map(lambda spec: train(**spec), specs, pure=False))
-pd.DataFrame([{**s, **{k: n[k] for k in ("epochs", "train_accuracy", "test_accuracy")}}
-              for s, n in zip(specs, nets)])
-
-# %%
-store = ActivationStore.create(workdir / "acts.zarr", n_datapoints=len(x_train))
-for spec, net in zip(specs, nets):
-    name = f"mlp-s{spec['seed']}-{'shuffled' if spec['shuffled'] else 'true'}"
-    for epoch, layers in net["acts"].items():
-        for layer, a in layers.items():
-            store.add(name, layer, a, step=epoch, attrs={"regime": "memorizing" if spec["shuffled"] else "generalizing", "seed": spec["seed"]})
-print(len(store.networks()), "networks;", store.attributes().head(3))
+# 3 generalizing networks (true labels) and 3 memorizing ones (one fixed shuffle of the labels,
+# data.y_random, shared by all of them); all MLP(64, 64, 64) with the same learning rate.
+specs = [NetworkSpec(name=network_name(64, 3e-3, seed, labels), width=64, lr=3e-3, seed=seed,
+                     labels=labels, min_epochs=60)
+         for labels, seeds in (("true", (0, 1, 2)), ("random", (10, 11, 12))) for seed in seeds]
+nets = client.gather(client.map(train_network, specs, pure=False))
+store = ActivationStore.create(workdir / "acts.zarr", n_datapoints=len(data.x_train),
+                               fingerprint=data.fingerprint)
+for net in nets:
+    write_network(store, net)  # each layer's activations, with the network's attributes
+store.attributes()[["regime", "seed", "final_epoch", "train_accuracy", "test_accuracy"]]
 
 # %%
 from cca_scale.analysis import group_statistics, plot_group_bars
@@ -137,8 +89,5 @@ print(f"RESULT cosine_mem_over_gen_h3={cos.loc['h3', 'within_mem'] / cos.loc['h3
 # difference.
 
 # %%
-import shutil
-
-client.close()
-dask_cluster.close()
+client.close()  # and the cluster launch() started
 shutil.rmtree(workdir)  # the store and the distance matrices of this notebook

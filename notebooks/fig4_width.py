@@ -11,104 +11,53 @@
 
 # %%
 import logging
+import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from distributed import Client, LocalCluster
-from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
-from threadpoolctl import threadpool_limits
 
 import cca_scale
 from cca_scale import ActivationStore
+from cca_scale.demo.sweep import (NetworkSpec, load_dataset, network_name, train_network,
+                                  write_network)
 
-# scikit-learn's bundled digits (no download); every comparison uses the training images, as the
-# paper does: activations have shape (n_datapoints, n_neurons) = (1347, width).
-X, y = load_digits(return_X_y=True)
-X = X / 16.0
-x_train, x_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0,
-                                                    stratify=y)
-
-
-def hidden_activations(model, x):
-    """Each hidden layer's ReLU activations of a fitted MLPClassifier: {'h1': (n, width), ...}."""
-    acts, h = {}, x
-    for i, (w, b) in enumerate(zip(model.coefs_[:-1], model.intercepts_[:-1]), 1):
-        h = np.maximum(h @ w + b, 0.0)
-        acts[f"h{i}"] = h.astype(np.float32)
-    return acts
-
-
-def train(width=64, lr=3e-3, seed=0, shuffled=False, min_epochs=60, max_epochs=300,
-          snapshots=()):
-    """Train an MLP(width, width, width) with Adam, epoch by epoch, until 100% train accuracy
-    (checked every 10 epochs from min_epochs). Returns its activations at each snapshot epoch
-    and at the last one, and its accuracies."""
-    labels = y_shuffled if shuffled else y_train
-    model = MLPClassifier((width,) * 3, learning_rate_init=lr, batch_size=64, random_state=seed)
-    acts = {}
-    # One BLAS thread per process: several trainings share the cores.
-    with threadpool_limits(limits=1), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for epoch in range(1, max_epochs + 1):
-            model.partial_fit(x_train, labels, classes=np.arange(10))
-            if epoch in snapshots:
-                acts[epoch] = hidden_activations(model, x_train)
-            if epoch >= min_epochs and epoch % 10 == 0 and model.score(x_train, labels) >= 0.999:
-                break
-        acts[epoch] = hidden_activations(model, x_train)
-        return {"acts": acts, "epochs": epoch, "train_accuracy": model.score(x_train, labels),
-                "test_accuracy": model.score(x_test, y_test)}
-
-
-# One fixed shuffle of the training labels, shared by every memorizing network.
-y_shuffled = np.random.default_rng(1).permutation(y_train)
-
-# A local Dask cluster: trains the networks, then runs the all-pairs engine.
-dask_cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                            dashboard_address=":0", silence_logs=logging.ERROR)
-client = Client(dask_cluster)
+# scikit-learn's bundled digits (no download), split once; every comparison uses the training
+# images, as the paper does: activations have shape (n_datapoints, n_neurons) = (1347, width).
+data = load_dataset()
+# A local Dask cluster of single-threaded worker processes: it trains the networks (one per task,
+# each an MLP trained with Adam epoch by epoch until 100% train accuracy, checked every 10 epochs
+# from min_epochs), then runs the all-pairs engine.
+client = cca_scale.launch("local", n_workers=2, dashboard_address="127.0.0.1:0",
+                          silence_logs=logging.ERROR)
 workdir = Path(tempfile.mkdtemp(prefix="cca-scale-notebook-"))
-print(x_train.shape, client)
+print(data.x_train.shape, client)
 
 # %%
 widths = (16, 32, 64, 128)
-specs = [dict(width=w, seed=s, min_epochs=40) for w in widths for s in (0, 1, 2)]
-nets = client.gather(client.map(lambda spec: train(**spec), specs, pure=False))
-pd.DataFrame([{**s, **{k: n[k] for k in ("epochs", "train_accuracy", "test_accuracy")}}
-              for s, n in zip(specs, nets)]).groupby("width")[["train_accuracy",
-                                                              "test_accuracy"]].mean()
-
-# %%
-from cca_scale.analysis import subsample_neurons
-
+layers = ["h1", "h2", "h3"]
 N_NEURONS = min(widths)
-store = ActivationStore.create(workdir / "acts.zarr", n_datapoints=len(x_train))
-rng = np.random.default_rng(4)
-for spec, net in zip(specs, nets):
-    name = f"mlp-w{spec['width']}-s{spec['seed']}"
-    final = net["acts"][net["epochs"]]
-    attrs = {"width": spec["width"], "seed": spec["seed"], "test_accuracy": net["test_accuracy"]}
-    for layer, a in final.items():
-        store.add(name, layer, a, attrs=attrs)
-        store.add(name, f"{layer}_n{N_NEURONS}", subsample_neurons(a, N_NEURONS, rng=rng))
-store.attributes().head()
+specs = [NetworkSpec(name=network_name(w, 3e-3, seed, "true"), width=w, lr=3e-3, seed=seed,
+                     min_epochs=40)
+         for w in widths for seed in (0, 1, 2)]
+nets = client.gather(client.map(train_network, specs, pure=False))
+store = ActivationStore.create(workdir / "acts.zarr", n_datapoints=len(data.x_train),
+                               fingerprint=data.fingerprint)
+for net in nets:
+    # Each whole layer, and as layer "h1_n16" etc. a fixed random subset of N_NEURONS of its
+    # neurons (the paper's footnote 8).
+    write_network(store, net, subsample={f"{l}_n{N_NEURONS}": (l, N_NEURONS) for l in layers})
+store.attributes().groupby("width")[["train_accuracy", "test_accuracy"]].mean()
 
 # %%
 from scipy.stats import spearmanr
 
 from cca_scale.analysis import group_correlation, group_statistics, plot_group_bars
 
-layers = ["h1", "h2", "h3"]
-whole = {l: cca_scale.compare(store, layer=l, out=workdir / f"{l}.zarr", client=client)
-         for l in layers}
-sub = {l: cca_scale.compare(store, layer=f"{l}_n{N_NEURONS}", out=workdir / f"{l}_sub.zarr",
-                            client=client) for l in layers}
+whole = {l: cca_scale.compare(store, layer=l, step="last", out=workdir / f"{l}.zarr",
+                             client=client) for l in layers}
+sub = {l: cca_scale.compare(store, layer=f"{l}_n{N_NEURONS}", step="last",
+                            out=workdir / f"{l}_sub.zarr", client=client) for l in layers}
 within = {}
 for kind, mats in (("whole", whole), ("subsampled", sub)):
     t = group_statistics(mats, by="width", layers=layers)
@@ -138,8 +87,5 @@ print(f"RESULT accuracy_correlation_p={corr.p:.3g}")
 # way. The accuracy correlation pools all widths, so width itself drives much of it.
 
 # %%
-import shutil
-
-client.close()
-dask_cluster.close()
+client.close()  # and the cluster launch() started
 shutil.rmtree(workdir)  # the store and the distance matrices of this notebook
