@@ -110,7 +110,7 @@ print(f"RESULT signal_mean={split.signal.mean():.4f}")
 print(f"RESULT noise_mean={split.noise.mean():.4f}")
 # At the mid step S and B both lie in the layer's own span (both correlations are 1 by
 # construction); the finding is about the other steps.
-others = split.signal.index != mid
+others = np.asarray(split.steps) != mid
 print(f"RESULT signal_above_noise={bool((split.signal[others] > split.noise[others]).all())}")
 
 # %% [markdown]
