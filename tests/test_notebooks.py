@@ -11,9 +11,12 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
+jupytext = pytest.importorskip("jupytext")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 RESULT = re.compile(r"^RESULT (\w+)=(.*)$")
+#: The one command that writes every notebooks/NAME.ipynb from notebooks/NAME.py.
+REGENERATE = "python notebooks/make_notebooks.py"
 
 
 def _value(text: str):
@@ -50,20 +53,14 @@ def execute(name: str, tmp_path) -> dict:
     return results
 
 
-def test_every_notebook_is_generated_and_tested():
+def _sources() -> list[Path]:
+    """The notebooks' .py sources, as notebooks/make_notebooks.py lists them."""
     sys.path.insert(0, str(NOTEBOOKS))
     try:
         import make_notebooks
     finally:
         sys.path.remove(str(NOTEBOOKS))
-    on_disk = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
-    assert on_disk == sorted(make_notebooks.NOTEBOOKS) == sorted(CHECKS)
-    for name, cells in make_notebooks.NOTEBOOKS.items():
-        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-        assert [c.source for c in nb.cells] == [src for _, src in cells], \
-            f"{name} is stale: run python notebooks/make_notebooks.py"
-        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
-            f"{name} was committed with outputs"
+    return make_notebooks.sources()
 
 
 def check_fig2(r):
@@ -131,6 +128,29 @@ CHECKS = {
     "fig6_dynamics.ipynb": check_fig6,
     "a3_sequence_timesteps.ipynb": check_a3,
 }
+
+
+def test_every_notebook_has_its_source_and_checks():
+    sources = {p.stem for p in _sources()}
+    notebooks = {p.stem for p in NOTEBOOKS.glob("*.ipynb")}
+    assert not sources - notebooks, \
+        f"no .ipynb for {sorted(sources - notebooks)}: run {REGENERATE} and commit the result"
+    assert not notebooks - sources, \
+        f"no .py source for {sorted(notebooks - sources)}: notebooks are generated, not edited"
+    assert sorted(f"{stem}.ipynb" for stem in notebooks) == sorted(CHECKS)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_notebook_matches_its_source(name):
+    source = jupytext.read(NOTEBOOKS / name.replace(".ipynb", ".py"), fmt="py:percent")
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert [(c.cell_type, c.source) for c in nb.cells] == \
+        [(c.cell_type, c.source) for c in source.cells], \
+        f"notebooks/{name} is stale: run {REGENERATE}"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
+        f"notebooks/{name} was committed with outputs: run {REGENERATE}"
+    # execute() starts kernel "python3", which jupyter_client runs with this interpreter.
+    assert nb.metadata.kernelspec.name == "python3", f"notebooks/{name}: run {REGENERATE}"
 
 
 @pytest.mark.slow
