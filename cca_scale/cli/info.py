@@ -11,12 +11,15 @@ from cca_scale.errors import StoreError
 DESCRIPTION = """\
 Show what an activation store holds: its datapoint count and dataset fingerprint, every network
 with its attributes (in insertion order), and each layer's shape, dtype, training steps and
-timesteps. With --versions, also the versions of the libraries cca_scale uses and whether a GPU
-is usable (include this in bug reports).
+timesteps. It also checks that every metadata document parses and every chunk file is in place
+(a store copied or synced incompletely is reported, with the path of what is lost); --verify also
+decodes every chunk (reads all the data). With --versions, also the versions of the libraries
+cca_scale uses and whether a GPU is usable (include this in bug reports).
 
 Examples:
   cca-scale info acts.zarr
   cca-scale info acts.zarr --query "lr == 0.01 and labels in ['true', 'random']"
+  cca-scale info acts.zarr --verify              # after copying a store: read every chunk back
   cca-scale info s3://bucket/acts.zarr --storage-option anon=true
   cca-scale info --versions
   cca-scale info acts.zarr --discard-staged     # remove what writers killed mid-write left behind
@@ -40,6 +43,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"only these networks: {SELECTION_HELP}")
     parser.add_argument("--versions", action="store_true",
                         help="also show library versions and whether a GPU is present")
+    parser.add_argument("--verify", action="store_true",
+                        help="also decode every chunk and check it holds finite values (reads "
+                             "the whole store; without it only chunk files' presence is checked)")
     parser.add_argument("--discard-staged", metavar="HOURS", nargs="?", type=float, const=24.0,
                         help="delete unfinished writes left by killed processes, older than HOURS "
                              "(default 24, so a write still streaming is never touched)")
@@ -69,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         if args.versions:
             print()
         print(store_text(store, query=query))
+        checked = store.verify(query, read=args.verify)
+        print(f"\nchecked {checked} activation array(s): "
+              + ("every chunk read back as finite numbers" if args.verify
+                 else "every chunk file in place (--verify also decodes them)"))
         staged = store.staged()
         if staged:
             print(f"\n{len(staged)} unfinished write(s) in _staging/ (a write in progress, or left "

@@ -25,7 +25,7 @@ from cca_scale.engine.request import DEFAULT_CHUNK_ROWS, ComparisonRequest, chec
 from cca_scale.engine.selection import StepSpec, item_records, open_store, resolve_axes
 from cca_scale.engine.tasks import BACKENDS, TileSpec, TileSummary, prepare_task, tile_task
 from cca_scale.engine.tiles import iter_tiles, tile_memory_bytes, tile_size
-from cca_scale.errors import ActivationError, CcaScaleError, StoreError
+from cca_scale.errors import CcaScaleError, StoreError
 from cca_scale.matrix import DistanceMatrix
 from cca_scale.store.targets import check_output_target
 

@@ -365,12 +365,55 @@ def read_tile_arrays(path: str, tile: Tile) -> tuple[dict, dict | None]:
 
 
 def _read_matrix(group, path) -> DistanceMatrix:
-    meta = dict(group.attrs[ATTR_KEY])
+    from cca_scale.errors import DamagedStoreError  # here: the read functions' own import
+
+    where = f"{str(path).rstrip('/')}/zarr.json"
+    meta = group.attrs[ATTR_KEY]
+    if isinstance(meta, dict) and meta.get("kind") == "activation_store":
+        raise StoreError(
+            f"{str(path)!r} is an activation store, not a comparison output; run 'cca-scale "
+            f"compare' on it first (cca-scale compare {path} --layer LAYER --out OUT.zarr, or "
+            "cca_scale.compare(store, layer=...)) and read OUT."
+        )
+
+    def bad(what: str) -> DamagedStoreError:
+        return DamagedStoreError(
+            f"store metadata is damaged: {where}: {what}. Restore the output from its source, or "
+            "delete it and rerun the comparison."
+        )
+
+    if not isinstance(meta, dict):
+        raise bad(f"the attribute {ATTR_KEY!r} is a {type(meta).__name__}, not an object")
+    meta = dict(meta)
     if meta.get("state") == "creating":
         raise StoreError(f"{path!r} was interrupted while being created; rerun the comparison.")
+    for key in ("rows", "cols"):
+        items = meta.get(key)
+        if not isinstance(items, list):
+            raise bad(f"the key {key!r} is missing" if items is None
+                      else f"{key!r} is a {type(items).__name__}, not a list")
+        if not all(isinstance(item, dict) and isinstance(item.get("label"), str)
+                   for item in items):
+            raise bad(f"every entry of {key!r} must be an object with a string 'label'")
+    if not isinstance(meta.get("params", {}), dict):
+        raise bad(f"'params' is a {type(meta['params']).__name__}, not an object")
     rows, cols = meta.pop("rows"), meta.pop("cols")
-    diagnostics = {name: np.asarray(group[name][...]) for name in PAIR_ARRAYS if name != "distance"}
-    values = np.asarray(group["distance"][...], dtype=np.float64)
+    arrays = {}
+    for name in PAIR_ARRAYS:
+        try:
+            arrays[name] = np.asarray(group[name][...])
+        except KeyError:
+            raise bad(f"its array {name!r} is missing") from None
+        except Exception as exc:  # a chunk that does not decode
+            raise DamagedStoreError(
+                f"the comparison output is damaged: {str(path).rstrip('/')}/{name} cannot be read "
+                f"({type(exc).__name__}: {exc}). Delete it and rerun the comparison."
+            ) from None
+        if arrays[name].shape != (len(rows), len(cols)):
+            raise bad(f"its array {name!r} has shape {arrays[name].shape}, but 'rows' and 'cols' "
+                      f"list {len(rows)} x {len(cols)} items")
+    diagnostics = {name: arrays[name] for name in PAIR_ARRAYS if name != "distance"}
+    values = np.asarray(arrays["distance"], dtype=np.float64)
     flat = dict(meta.pop("params", {}))
     flat.update({k: v for k, v in meta.items()})
     return DistanceMatrix(values, [r["label"] for r in rows], [c["label"] for c in cols], flat,
@@ -389,8 +432,36 @@ def load_distances(path) -> DistanceMatrix:
     -------
     DistanceMatrix
         Pairs not computed yet (an interrupted run) are NaN; see ``DistanceMatrix.complete``.
+
+    Raises
+    ------
+    StoreError
+        Nothing at ``path``, or something that is not a comparison output (an activation store,
+        a Zarr array, another group).
+    DamagedStoreError
+        The output's metadata does not parse or lacks what it must hold.
     """
-    group = _open_group(path, "r")
+    import zarr
+
+    from cca_scale.errors import DamagedStoreError  # here: the read functions' own import
+
+    try:
+        group = _open_group(path, "r")
+    except StoreError:
+        raise
+    except (zarr.errors.ContainsArrayError, zarr.errors.NodeTypeValidationError):
+        raise StoreError(f"{str(path)!r} is a Zarr array, not a comparison output.") from None
+    except Exception as exc:  # the document does not parse: say how, with its path
+        from cca_scale.store.documents import read_document
+        from cca_scale.store.location import Location
+
+        location = Location.from_user(path)
+        read_document(location.zarr_store(read_only=True), location, "")
+        raise DamagedStoreError(
+            f"store metadata is damaged: {str(path).rstrip('/')}/zarr.json: Zarr cannot open it "
+            f"({type(exc).__name__}: {exc}). Restore the output from its source, or delete it "
+            "and rerun the comparison."
+        ) from None
     if ATTR_KEY not in group.attrs:
         raise StoreError(f"{str(path)!r} is a Zarr group but not a cca_scale comparison output.")
     return _read_matrix(group, str(path))

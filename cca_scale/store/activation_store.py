@@ -5,7 +5,6 @@ The on-disk layout is documented in :mod:`cca_scale.store.layout`.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import hashlib
 import json
@@ -18,7 +17,6 @@ from typing import Any, Iterable
 
 import numpy as np
 import zarr
-from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from cca_scale.core.validation import describe, resolve_dtype
@@ -29,7 +27,7 @@ from cca_scale.errors import (
     StoreConflictError,
     StoreError,
 )
-from cca_scale.store import layout
+from cca_scale.store import documents, layout
 from cca_scale.store.location import Location, delete_node, move_node, node_exists
 from cca_scale.store.names import check_attrs, check_name, check_step, check_timesteps_index
 from cca_scale.store.query import parse_query
@@ -144,8 +142,7 @@ class ActivationStore:
 
     def __setstate__(self, state):
         location, mode = state["location"], state["mode"]
-        root = zarr.open_group(location.zarr_store(read_only=mode == "r"),
-                               mode="r" if mode == "r" else "r+", zarr_format=3)
+        root = _open_root(location, location.zarr_store(read_only=mode == "r"), mode)
         self.__init__(location, root, mode=mode)
 
     # -- creating and opening ----------------------------------------------------------------------
@@ -219,22 +216,13 @@ class ActivationStore:
             f"No activation store at {location}. Create one with ActivationStore.create(path) "
             "or 'cca-scale ingest'."
         )
-        local_root = os.path.join(location.path, "zarr.json") if location.kind == "local" else None
-        if local_root is not None and not os.path.isfile(local_root):
+        if location.kind == "local" and not os.path.isdir(location.path):
             raise missing
+        zstore = location.zarr_store(read_only=mode == "r")
         try:
-            root = zarr.open_group(location.zarr_store(read_only=mode == "r"),
-                                   mode="r" if mode == "r" else "r+", zarr_format=3)
-        except (FileNotFoundError, zarr.errors.NodeTypeValidationError) as exc:
+            root = _open_root(location, zstore, mode)
+        except FileNotFoundError as exc:
             raise missing from exc
-        meta = root.attrs.get(layout.KEY)
-        if not isinstance(meta, dict) or meta.get("kind") != "activation_store":
-            raise StoreError(f"{location} is a Zarr group but not a cca_scale activation store.")
-        if meta.get("format", 0) > layout.FORMAT:
-            raise StoreError(
-                f"The activation store at {location} has layout format {meta.get('format')}, "
-                f"newer than this cca_scale understands ({layout.FORMAT}); upgrade cca_scale."
-            )
         return cls(location, root, mode=mode)
 
     # -- store-level facts -------------------------------------------------------------------------
@@ -263,8 +251,7 @@ class ActivationStore:
         return meta
 
     def _reopen(self) -> None:
-        self._root = zarr.open_group(self._root.store, mode="r" if self._mode == "r" else "r+",
-                                     zarr_format=3)
+        self._root = _open_root(self._location, self._root.store, self._mode)
 
     @property
     def n_datapoints(self) -> int | None:
@@ -281,17 +268,17 @@ class ActivationStore:
         return f"ActivationStore({where}, mode={self._mode!r}, n_datapoints={self.n_datapoints})"
 
     # -- listing -----------------------------------------------------------------------------------
-    def _children(self, prefix: str, node_type: str) -> dict[str, dict]:
-        """{name: attributes} of the child nodes of ``prefix`` whose metadata is in place."""
-        return sync(_child_attributes(self._root.store, prefix, node_type))
+    def _children(self, prefix: str, kind: str) -> dict[str, dict]:
+        """{name: attributes} of the child nodes of ``prefix``, each checked as a ``kind``
+        ('network', 'layer', 'array'). Writes in progress are left out; damage raises."""
+        return documents.child_documents(self._root.store, self._location, prefix, kind)
 
     def _network_docs(self) -> list[tuple[str, dict]]:
         """(network, attributes) of every network, in insertion order."""
         entries = []
-        for name, doc in self._children(layout.NETWORKS, "group").items():
-            info = doc.get(layout.KEY) or {}
-            if info.get("kind") == "network":
-                entries.append((info.get("created_ns", 0), name, dict(doc.get("attrs") or {})))
+        for name, doc in self._children(layout.NETWORKS, "network").items():
+            info = doc[layout.KEY]
+            entries.append((info["created_ns"], name, dict(doc.get("attrs") or {})))
         entries.sort(key=lambda e: (e[0], e[1]))
         return [(name, attrs) for _, name, attrs in entries]
 
@@ -308,6 +295,9 @@ class ActivationStore:
 
     def _network_group(self, network: str) -> zarr.Group:
         network = check_name(network, kind="network")
+        if documents.node_document(self._root.store, self._location,
+                                   layout.network_path(network), "network") is None:
+            raise self._not_found(network)
         try:
             group = self._root[layout.network_path(network)]
         except KeyError:
@@ -382,10 +372,11 @@ class ActivationStore:
     def _layer_docs(self, network: str) -> list[str]:
         """The network's layer names, in the order they were first written."""
         network = check_name(network, kind="network")
-        if not node_exists(self._root.store, layout.network_path(network)):
+        if documents.node_document(self._root.store, self._location,
+                                   layout.network_path(network), "network") is None:
             raise self._not_found(network)
-        entries = [((doc.get(layout.KEY) or {}).get("created_ns", 0), name)
-                   for name, doc in self._children(layout.network_path(network), "group").items()]
+        entries = [(doc[layout.KEY]["created_ns"], name)
+                   for name, doc in self._children(layout.network_path(network), "layer").items()]
         return [name for _, name in sorted(entries)]
 
     def layers(self, network: str) -> list[str]:
@@ -412,12 +403,17 @@ class ActivationStore:
         network = check_name(network, kind="network")
         layer = check_name(layer, kind="layer")
         step = check_step(step)
-        try:
-            array = self._root[layout.array_path(network, layer, step)]
-            if isinstance(array, zarr.Array):
+        zstore, location = self._root.store, self._location
+        path = layout.array_path(network, layer, step)
+        # The network's and layer's documents too (read at once): damage there is reported,
+        # not read past.
+        found = documents.node_documents(zstore, location, [
+            (layout.network_path(network), "network"),
+            (layout.layer_path(network, layer), "layer"), (path, "array")])
+        if all(doc is not None for doc in found):
+            array = documents.open_activation_array(zstore, location, path, checked=True)
+            if array is not None:
                 return array
-        except KeyError:
-            pass
         steps, unstepped = self._arrays(network, layer)  # raises for a missing network or layer
         who = f"network {network!r}, layer {layer!r}"
         if step is None and steps:
@@ -483,6 +479,13 @@ class ActivationStore:
             if timestep is not None:
                 raise StoreError(f"{who} has no timesteps (it is stored 2-D); pass timestep=None.")
             shape = (int(array.shape[0]), int(array.shape[1]))
+        n_datapoints = self.n_datapoints
+        if n_datapoints is not None and shape[0] != n_datapoints:
+            path = layout.array_path(network, layer, step)
+            raise documents.damaged(
+                documents.shown(self._location, f"{path}/zarr.json"),
+                f"the array has {shape[0]} datapoints, but the store's root document records "
+                f"{n_datapoints}")
         return LayerReader(
             self._location, layout.array_path(network, layer, step), network=network,
             layer=layer, step=step, timestep=timestep, shape=shape, dtype=array.dtype,
@@ -501,14 +504,42 @@ class ActivationStore:
         import dask.array as da
 
         reader = self.reader(network, layer, step=step, timestep=timestep)
-        array = reader.open()
-        # Chunk explicitly (arrays here are unsharded, but from_zarr would chunk by the inner
-        # chunk of a sharded array); the name changes whenever the array is rewritten.
-        chunks = (reader.chunk_rows,) + tuple(int(s) for s in array.shape[1:])
+        # Blocks come through the reader, so a lost or corrupt chunk raises DamagedStoreError;
+        # the name changes whenever the array is rewritten.
+        name = f"cca-scale-acts-{reader.write_id}"
         if reader.timestep is not None:
-            chunks = (reader.chunk_rows, 1, int(array.shape[2]))
-        lazy = da.from_zarr(array, chunks=chunks, name=f"cca-scale-acts-{reader.write_id}")
-        return lazy if reader.timestep is None else lazy[:, reader.timestep, :]
+            name += f"-t{reader.timestep}"
+        return da.from_array(reader, chunks=(reader.chunk_rows, reader.shape[1]), name=name,
+                             meta=np.empty((0, 0), dtype=reader.dtype))
+
+    def verify(self, networks: str | list[str] | None = None, *, read: bool = False) -> int:
+        """Check that the store can be read back as written; returns the number of arrays checked.
+
+        Every metadata document is parsed and checked, and every chunk of every activation array
+        must be in place (one listing of the store's keys; nothing decoded). With ``read=True``
+        every chunk is also decoded and checked to hold finite values: this reads all the data.
+        ``networks`` selects networks like :meth:`networks` does.
+
+        Raises
+        ------
+        DamagedStoreError
+            The first damaged document or chunk found, with its path and what to do.
+        """
+        present = set(sync(_list_prefix(self._root.store, f"{layout.NETWORKS}/")))
+        count = 0
+        for network in self.networks(networks):
+            for layer in self.layers(network):
+                steps, unstepped = self._arrays(network, layer)
+                for step in ([None] if unstepped else []) + steps:
+                    timesteps = self.timesteps(network, layer, step) or [None]
+                    reader = self.reader(network, layer, step=step, timestep=timesteps[0])
+                    reader.check_complete(present)
+                    for timestep in timesteps if read else []:
+                        for _ in self.reader(network, layer, step=step,
+                                             timestep=timestep).iter_chunks():
+                            pass
+                    count += 1
+        return count
 
     def content_fingerprint(self, items: Iterable[Any]) -> str:
         """sha256 hex of what a computation read: ``n_datapoints`` plus, for each item in the
@@ -556,11 +587,11 @@ class ActivationStore:
                 continue
             age = None
             if node_exists(zstore, path):
-                info = zarr.open_array(store=zstore, path=path, mode="r").attrs.get(layout.KEY, {})
-                try:
+                try:  # a leftover's document may be damaged too: its age is then unknown
+                    info = zarr.open_array(store=zstore, path=path, mode="r").attrs[layout.KEY]
                     written = datetime.datetime.fromisoformat(info.get("written", ""))
                     age = now - written.timestamp()
-                except (TypeError, ValueError):
+                except Exception:
                     age = None
             entries.append({"name": name, "age_seconds": age, "kind": "staged"})
         return entries
@@ -733,6 +764,10 @@ class ActivationStore:
                 delete_node(zstore, replaced)
 
 
+async def _list_prefix(zstore, prefix: str) -> list[str]:
+    return [key async for key in zstore.list_prefix(prefix)]
+
+
 async def _list_dir(zstore, prefix: str) -> list[str]:
     return [name async for name in zstore.list_dir(prefix)]
 
@@ -747,6 +782,26 @@ def _exists_error(network: str, layer: str, step: int | None) -> StoreConflictEr
     )
 
 
+def _open_root(location: Location, zstore, mode: str) -> zarr.Group:
+    """The root group, after checking its document (FileNotFoundError when there is none)."""
+    where = documents.shown(location, "zarr.json")
+    doc = documents.read_document(zstore, location, "")
+    if doc is None:
+        if node_exists(zstore, layout.NETWORKS) or node_exists(zstore, layout.STAGING):
+            raise documents.damaged(where, "the store's root document is missing, though the "
+                                           "folder holds an activation store's groups "
+                                           f"({layout.NETWORKS}/, {layout.STAGING}/)")
+        raise FileNotFoundError(where)
+    documents.root_meta(doc, where, location)
+    try:
+        return zarr.open_group(zstore, mode="r" if mode == "r" else "r+", zarr_format=3)
+    except (FileNotFoundError, zarr.errors.NodeTypeValidationError):
+        raise FileNotFoundError(where) from None  # deleted since
+    except Exception as exc:
+        raise documents.damaged(where, f"Zarr cannot open the group ({type(exc).__name__}: "
+                                       f"{exc})") from None
+
+
 def _child_names(zstore, prefix: str) -> list[str]:
     async def collect():
         return [name async for name in zstore.list_dir(prefix) if name != "zarr.json"]
@@ -754,21 +809,6 @@ def _child_names(zstore, prefix: str) -> list[str]:
     return sync(collect())
 
 
-async def _child_attributes(zstore, prefix: str, node_type: str) -> dict[str, dict]:
-    """Read the metadata documents of a node's children concurrently. Children without a
-    document yet (being created or moved by another writer) are skipped."""
-    prototype = default_buffer_prototype()
-    names = [name async for name in zstore.list_dir(prefix) if name != "zarr.json"]
-
-    async def one(name):
-        buffer = await zstore.get(f"{prefix}/{name}/zarr.json", prototype=prototype)
-        return name, None if buffer is None else json.loads(buffer.to_bytes())
-
-    found = {}
-    for name, doc in await asyncio.gather(*(one(name) for name in names)):
-        if doc is not None and doc.get("node_type") == node_type:
-            found[name] = doc.get("attributes") or {}
-    return found
 
 
 class _Transaction:
@@ -845,6 +885,11 @@ class _Transaction:
         if self._existing_networks is None:
             self._existing_networks = _child_names(zstore, layout.NETWORKS)
         _check_collision(self._existing_networks + self._order, network, "network")
+        # A folder that lost its document is damage, not a new network or layer to create.
+        documents.check_folder(zstore, self.store._location, layout.network_path(network),
+                               "network")
+        documents.check_folder(zstore, self.store._location, layout.layer_path(network, layer),
+                               "layer")
         if node_exists(zstore, layout.network_path(network)):
             _check_collision(_child_names(zstore, layout.network_path(network)), layer, "layer")
         _check_collision([k[1] for k in self._keys if k[0] == network], layer, "layer")

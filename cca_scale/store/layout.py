@@ -39,7 +39,17 @@ stores). No array is sharded and no document is shared between writers. Insertio
 from ``created_ns`` in each network's document (ties broken by name), not from a shared list.
 
 Network and layer names: see :data:`cca_scale.store.names.NAME_FORM`. Names differing only in
-case are refused as collisions (they would collide on case-insensitive file systems).
+case are refused as collisions (they would collide on case-insensitive file systems), and so are
+Zarr's own file names (``zarr.json``, ``.zarray``, ... in any case;
+:data:`cca_scale.store.names.RESERVED_NAMES`).
+
+Damage: activation arrays are created with fill value NaN, which no stored activation can be
+(ingest refuses NaN), so a chunk lost after the write reads as NaN and the reader reports it;
+arrays of stores written before that have fill value 0, and the reader checks their chunk keys.
+A folder of a network, layer or array without its ``zarr.json`` is damage too, except while a
+write is under way: a new node's folder is empty until Zarr renames its document into place,
+and an array copied into place on an object store gets its document last while its source
+still sits in ``_staging/`` (see :mod:`cca_scale.store.documents`).
 """
 
 from __future__ import annotations

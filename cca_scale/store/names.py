@@ -38,6 +38,13 @@ ATTRIBUTE_FORM = (
 )
 #: Names the attributes table uses itself.
 RESERVED_ATTRIBUTES = frozenset({"network"})
+#: File names Zarr keeps beside a node's children (the v3 document; the v2 documents, which
+#: Zarr-Python still looks for), compared case-insensitively: on macOS and Windows file systems a
+#: network named "ZARR.JSON" is the file networks/zarr.json. Names that only look like layout
+#: names do not collide, because each level of the layout holds one kind of node: "acts" and
+#: "step_<N>" name arrays inside a layer, a layer named so lives one level up; "c" (the chunk-key
+#: prefix) exists only inside an array, and no network or layer is ever inside an array.
+RESERVED_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 
 
 def _shown(name: Any) -> str:
@@ -48,13 +55,17 @@ def check_name(name: Any, *, kind: str) -> str:
     """Return ``name`` if it is a valid network or layer name, else raise InvalidNameError.
 
     ``kind`` ("network" or "layer") only words the message. Refused: non-strings, the empty
-    string, ``.`` and ``..``, anything with ``/`` or ``\\``, control characters, spaces, and any
-    character outside ``NAME_FORM``.
+    string, ``.`` and ``..``, anything with ``/`` or ``\\``, control characters, spaces, any
+    character outside ``NAME_FORM``, and the names Zarr reserves (``RESERVED_NAMES``, in any case).
     """
-    if isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and _NAME_RE.fullmatch(name):
+    if (isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and _NAME_RE.fullmatch(name)
+            and name.casefold() not in RESERVED_NAMES):
         return name
     if not isinstance(name, str):
         why = "it is not a string"
+    elif name.casefold() in RESERVED_NAMES:
+        why = ("Zarr reserves it, in any letter case, for its metadata documents: the node would "
+               "collide with the document beside it")
     elif not name:
         why = "it is empty"
     elif any(ord(c) < 32 or ord(c) == 127 for c in name):

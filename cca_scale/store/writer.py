@@ -238,8 +238,11 @@ class LayerWriter:
             "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "source": self.source,
         }}
+        # Fill value NaN: no activation is NaN (refused above), so a chunk lost later (an
+        # interrupted copy of the store) reads as NaN and the reader reports it, never as zeros.
         return self.root.create_array(self.staging_path, shape=shape, chunks=chunks,
-                                      dtype=self.dtype, fill_value=0.0, attributes=attrs)
+                                      dtype=self.dtype, fill_value=float("nan"),
+                                      attributes=attrs)
 
     def _flush(self, *, final: bool) -> None:
         if self._buffered == 0:
