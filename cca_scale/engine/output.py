@@ -8,6 +8,7 @@ Layout of ``OUT`` (a Zarr v3 group)::
     OUT/rank_row           (n_rows, n_cols) int32, directions of the row layer compared (-1 = n/a)
     OUT/rank_col           (n_rows, n_cols) int32, the same for the column layer
     OUT/rho_max, rho_min   (n_rows, n_cols) float64, largest and smallest canonical correlation
+    OUT/ill_posed          (n_rows, n_cols) uint8, 1 where rank_row + rank_col > n_datapoints - 1
     OUT/tile_done          (n_row_blocks, n_col_blocks) uint8, 1 once a tile's chunks are written
 
 Every per-pair array is chunked ``(tile, tile)``: exactly one chunk per tile, and each chunk is
@@ -40,6 +41,7 @@ PAIR_ARRAYS: dict[str, tuple[str, Any]] = {
     "rank_col": ("int32", -1),
     "rho_max": ("float64", float("nan")),
     "rho_min": ("float64", float("nan")),
+    "ill_posed": ("uint8", 0),  # 1: CCA ill-posed (rank_row + rank_col > n_datapoints - 1)
     "distance": ("float64", float("nan")),  # last: a tile's distances land after its diagnostics
 }
 DONE = "tile_done"
