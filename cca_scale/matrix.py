@@ -35,7 +35,9 @@ class DistanceMatrix:
     row_info, col_info : pandas.DataFrame
         Network attributes (learning rate, seed, ...), indexed by network id, in row/column order.
     diagnostics : dict of str to ndarray (n_rows, n_cols)
-        Per-pair ``rank_row``, ``rank_col``, ``rho_max``, ``rho_min`` where available.
+        Per-pair ``rank_row``, ``rank_col``, ``rho_max``, ``rho_min`` and ``ill_posed`` (1 where
+        ``rank_row + rank_col > n_datapoints - 1``: CCA forces some correlations to 1) where
+        available.
     """
 
     values: np.ndarray
@@ -87,6 +89,18 @@ class DistanceMatrix:
         """Network attributes of a square matrix, indexed by network id."""
         _ = self.labels
         return self.row_info
+
+    @property
+    def n_ill_posed(self) -> int:
+        """Pairs whose CCA is ill-posed (``diagnostics['ill_posed']``; 0 when not recorded)."""
+        flags = self.diagnostics.get("ill_posed")
+        return 0 if flags is None else int(np.count_nonzero(flags))
+
+    def ill_posed_line(self) -> str:
+        """One line for logs: how many pairs are ill-posed, and what to do."""
+        return (f"{self.n_ill_posed} of {self.values.size} pairs are ill-posed CCA (rank_row + "
+                "rank_col > n_datapoints - 1, so some correlations are 1 whatever the data; see "
+                "diagnostics['ill_posed']): use more datapoints or fewer neurons.")
 
     @property
     def complete(self) -> bool:

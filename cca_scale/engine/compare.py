@@ -104,7 +104,10 @@ class Comparison:
                 if on_tile is not None:
                     on_tile(summary)
             self._finish()
-            return self.out.read()
+            matrix = self.out.read()
+            if matrix.n_ill_posed:
+                logger.warning(matrix.ill_posed_line())
+            return matrix
         finally:
             self.out.release()
             self._close()

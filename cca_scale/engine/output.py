@@ -8,6 +8,7 @@ Layout of ``OUT`` (a Zarr v3 group)::
     OUT/rank_row           (n_rows, n_cols) int32, directions of the row layer compared (-1 = n/a)
     OUT/rank_col           (n_rows, n_cols) int32, the same for the column layer
     OUT/rho_max, rho_min   (n_rows, n_cols) float64, largest and smallest canonical correlation
+    OUT/ill_posed          (n_rows, n_cols) uint8, 1 where rank_row + rank_col > n_datapoints - 1
     OUT/tile_done          (n_row_blocks, n_col_blocks) uint8, 1 once a tile's chunks are written
 
 Every per-pair array is chunked ``(tile, tile)``: exactly one chunk per tile, and each chunk is
@@ -34,13 +35,16 @@ from cca_scale.store.targets import check_output_target, creating, storage_error
 __all__ = ["PAIR_ARRAYS", "ComparisonOutput", "count_done", "load_distances",
            "read_tile_arrays", "save_distances", "write_tile_arrays"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the ill_posed diagnostic; format-1 outputs read, but do not resume
+#: Per-pair arrays added after format 1 (absent from older outputs, which still read).
+ADDED_IN_FORMAT_2 = ("ill_posed",)
 ATTR_KEY = "cca_scale"
 PAIR_ARRAYS: dict[str, tuple[str, Any]] = {
     "rank_row": ("int32", -1),
     "rank_col": ("int32", -1),
     "rho_max": ("float64", float("nan")),
     "rho_min": ("float64", float("nan")),
+    "ill_posed": ("uint8", 0),  # 1: CCA ill-posed (rank_row + rank_col > n_datapoints - 1)
     "distance": ("float64", float("nan")),  # last: a tile's distances land after its diagnostics
 }
 DONE = "tile_done"
@@ -176,6 +180,13 @@ class ComparisonOutput:
 
     def _check_compatible(self, params, rows, cols, tile) -> int:
         meta = self.meta
+        if meta.get("format", FORMAT_VERSION) < FORMAT_VERSION:
+            raise StoreConflictError(
+                f"{self.path!r} was written by an older cca_scale (output format "
+                f"{meta.get('format')}, without the per-pair {list(ADDED_IN_FORMAT_2)} "
+                "diagnostics); it reads as it is, but cannot be resumed or extended. Pass "
+                "--overwrite to recompute it, or write to another --out."
+            )
         old = meta["params"]
         new = json_safe(params)
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -247,8 +258,10 @@ class ComparisonOutput:
         if not flags.any():
             return flags
         ok = flags.copy()
+        old_format = self.meta.get("format", FORMAT_VERSION) < 2
         for name in PAIR_ARRAYS:
-            ok &= self._chunks_intact(name, flags)
+            if not (old_format and name in ADDED_IN_FORMAT_2):
+                ok &= self._chunks_intact(name, flags)
         if self.meta.get("square"):
             ok &= ok.T
         return ok
@@ -324,11 +337,14 @@ def _write_tile_chunks(path, tile, blocks, mirrored) -> None:
     import zarr
 
     group = zarr.open_group(store=path, mode="r+", zarr_format=3)
-    for name in PAIR_ARRAYS:  # diagnostics first, distance last
-        arr = group[name]
-        arr[tile.r0:tile.r1, tile.c0:tile.c1] = blocks[name]
-        if mirrored is not None and not tile.diagonal:
-            arr[tile.c0:tile.c1, tile.r0:tile.r1] = mirrored[name]
+    # Every chunk is written, also one equal to the fill value (an all-NaN rho of CKA, no pair
+    # ill-posed): a missing chunk then always means a lost one (see done_mask).
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        for name in PAIR_ARRAYS:  # diagnostics first, distance last
+            arr = group[name]
+            arr[tile.r0:tile.r1, tile.c0:tile.c1] = blocks[name]
+            if mirrored is not None and not tile.diagonal:
+                arr[tile.c0:tile.c1, tile.r0:tile.r1] = mirrored[name]
     done = group[DONE]
     done[tile.bi, tile.bj] = 1
     if tile.mirrored:
@@ -399,7 +415,10 @@ def _read_matrix(group, path) -> DistanceMatrix:
         raise bad(f"'params' is a {type(meta['params']).__name__}, not an object")
     rows, cols = meta.pop("rows"), meta.pop("cols")
     arrays = {}
+    old_format = meta.get("format", FORMAT_VERSION) < 2
     for name in PAIR_ARRAYS:
+        if old_format and name in ADDED_IN_FORMAT_2:
+            continue
         try:
             arrays[name] = np.asarray(group[name][...])
         except KeyError:
@@ -412,7 +431,7 @@ def _read_matrix(group, path) -> DistanceMatrix:
         if arrays[name].shape != (len(rows), len(cols)):
             raise bad(f"its array {name!r} has shape {arrays[name].shape}, but 'rows' and 'cols' "
                       f"list {len(rows)} x {len(cols)} items")
-    diagnostics = {name: arrays[name] for name in PAIR_ARRAYS if name != "distance"}
+    diagnostics = {name: arrays[name] for name in arrays if name != "distance"}
     values = np.asarray(arrays["distance"], dtype=np.float64)
     flat = dict(meta.pop("params", {}))
     flat.update({k: v for k, v in meta.items()})
@@ -490,9 +509,10 @@ def save_distances(matrix: DistanceMatrix, path, *, overwrite: bool = False) -> 
                                        cols=cols, square=matrix.is_square, tile=tile,
                                        extra_meta={k: v for k, v in meta.items() if k not in
                                                    ("format", "state", "tile", "square")})
-        group["distance"][...] = matrix.values
-        for name in PAIR_ARRAYS:
-            if name in matrix.diagnostics:
-                group[name][...] = matrix.diagnostics[name]
+        with zarr.config.set({"array.write_empty_chunks": True}):  # as tiles do
+            group["distance"][...] = matrix.values
+            for name in PAIR_ARRAYS:
+                if name in matrix.diagnostics:
+                    group[name][...] = matrix.diagnostics[name]
         group[DONE][...] = 1
         out.update_meta(complete=bool(matrix.complete))

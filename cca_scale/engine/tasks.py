@@ -151,8 +151,8 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
         t = time.perf_counter()
         sides_r = sides_c = None
         if spec.metric == "pwcca" and spec.variant == "svcca":
-            sides_r = [SvccaSide.of(b) for b in r_bases]
-            sides_c = sides_r if same else [SvccaSide.of(b) for b in c_bases]
+            sides_r = [SvccaSide.of(b, spec.epsilon) for b in r_bases]
+            sides_c = sides_r if same else [SvccaSide.of(b, spec.epsilon) for b in c_bases]
         both = tile.mirrored
         for i, j in zip(*np.nonzero(todo)):
             c_ij = cross[r_off[i]:r_off[i + 1], c_off[j]:c_off[j + 1]]
@@ -160,13 +160,14 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
             res = pair_distances(c_ij, r_bases[i], c_bases[j], metric=kernel_metric,
                                  variant=spec.variant, keep=spec.keep, epsilon=spec.epsilon,
                                  sides=sides, both=both)
-            self_pair = tile.diagonal and i == j
+            self_pair = tile.diagonal and i == j  # d = 0 by definition, not by CCA
+            flag = res.ill_posed and not self_pair
             _put(block, i, j, 0.0 if self_pair else res.forward, res.rank_a, res.rank_b,
-                 res.rho_max, res.rho_min)
+                 res.rho_max, res.rho_min, flag)
             if both:
                 _put(block if tile.diagonal else mirror, j, i,
                      0.0 if self_pair else res.backward, res.rank_b, res.rank_a, res.rho_max,
-                     res.rho_min)
+                     res.rho_min, flag)
             if not self_pair:
                 pairs += 2 if both else 1
                 gemm_flops += 2.0 * n * r_bases[i].rank * c_bases[j].rank
@@ -179,8 +180,9 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
 
 
 def _put(block: dict, i: int, j: int, distance: float, rank_row: int, rank_col: int,
-         rho_max: float, rho_min: float) -> None:
+         rho_max: float, rho_min: float, ill_posed: bool) -> None:
     block["distance"][i, j] = distance
+    block["ill_posed"][i, j] = ill_posed
     block["rank_row"][i, j] = rank_row
     block["rank_col"][i, j] = rank_col
     block["rho_max"][i, j] = rho_max
