@@ -130,8 +130,8 @@ def test_capture_refusals_leave_store_unchanged(tmp_path):
         raise RuntimeError("loader died")
 
     cases = [
-        (lambda: capture(conv, [torch.randn(N, 3, 5, 5)], ["0"], store=store, network="c"),
-         ActivationError, r"network 'c', layer '0'.*shape \(64, 2, 3, 3\).*conv='mean'"),
+        (lambda: capture(conv, [torch.randn(N, 3, 5, 5)], ["0"], store=store, network="cv"),
+         ActivationError, r"network 'cv', layer '0'.*shape \(64, 2, 3, 3\).*conv='mean'"),
         (lambda: capture(model, _loader(bad_x), ["0", "3"], store=store, network="n"),
          ActivationError, "NaN"),
         (lambda: capture(model, _loader(x[:48]), ["0"], store=store, network="n"),

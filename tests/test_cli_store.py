@@ -34,7 +34,7 @@ def files(tmp_path):
     rng = np.random.default_rng(11)
     data = {}
     (tmp_path / "acts").mkdir()
-    for net in ("a", "b", "c"):
+    for net in ("a", "b", "c2"):
         for layer, width in (("fc1", 6), ("fc2", 4)):
             x = rng.normal(size=(N, width)).astype(np.float32)
             np.save(tmp_path / "acts" / f"{net}_{layer}.npy", x)
@@ -95,20 +95,20 @@ def test_manifest_ingest_types_attributes(files, capsys):
         "a,fc1,acts/a_fc1.npy,,0.01,true,1,first\n"
         "a,fc2,acts/a_fc2.npy,,0.01,true,1,\n"
         f"b,fc1,{tmp / 'acts/b_fc1.npy'},,0.1,random,2,x\n"
-        "c,fc1,acts/c_fc1.npy,7,0.1,random,,\n"
+        "c2,fc1,acts/c2_fc1.npy,7,0.1,random,,\n"
     )
     code, out, err = run(capsys, "ingest", tmp / "s.zarr", "--manifest", manifest)
     assert code == 0, err
     assert "stored 4 layer(s) of 3 network(s)" in out
     store = ActivationStore.open(tmp / "s.zarr")
-    assert store.networks() == ["a", "b", "c"]
+    assert store.networks() == ["a", "b", "c2"]
     np.testing.assert_array_equal(store.read("b", "fc1"), data["b", "fc1"])
-    np.testing.assert_array_equal(store.read("c", "fc1", step=7), data["c", "fc1"])
+    np.testing.assert_array_equal(store.read("c2", "fc1", step=7), data["c2", "fc1"])
     table = store.attributes()
     assert table.loc["a", "lr"] == 0.01 and table.loc["b", "seed"] == 2
     assert table.loc["a", "labels"] == "true" and table.loc["a", "note"] == "first"
-    assert "seed" not in store.attributes(["c"]).dropna(axis=1).columns  # empty cells left out
-    assert store.networks("lr == 0.1 and labels == 'random'") == ["b", "c"]
+    assert "seed" not in store.attributes(["c2"]).dropna(axis=1).columns  # empty cells left out
+    assert store.networks("lr == 0.1 and labels == 'random'") == ["b", "c2"]
     rows = read_manifest(str(manifest))
     assert [type(r.attrs["lr"]) for r in rows] == [float] * 4
     assert type(rows[0].attrs["seed"]) is int and rows[3].step == 7

@@ -275,7 +275,7 @@ def test_other_zarr_node_at_the_store_path(tmp_path, capsys, make, match):
 @pytest.mark.parametrize("backend", ["local", "memory"])
 @pytest.mark.parametrize("kind", ["network", "layer"])
 @pytest.mark.parametrize("name", ["zarr.json", "ZARR.JSON", "Zarr.Json", ".zarray", ".zgroup",
-                                  ".zattrs", ".zmetadata"])
+                                  ".zattrs", ".zmetadata", "c", "C"])
 def test_reserved_names_are_refused(tmp_path, backend, kind, name):
     target = tmp_path / "acts.zarr" if backend == "local" else zarr.storage.MemoryStore()
     store = ActivationStore.create(target, n_datapoints=N)
@@ -291,18 +291,17 @@ def test_reserved_names_are_refused(tmp_path, backend, kind, name):
 
 
 def test_names_that_look_like_layout_names_do_not_collide(tmp_path):
-    # Arrays ("acts", "step_<N>") live inside layers and chunks ("c/...") inside arrays, so
-    # networks and layers may use these names.
+    # Arrays ("acts", "step_<N>") live inside layers, so networks and layers may use these names.
     store = ActivationStore.create(tmp_path / "acts.zarr", n_datapoints=N)
     rng = np.random.default_rng(1)
-    data = {layer: rng.normal(size=(N, 3)) for layer in ("acts", "step_3", "c")}
+    data = {layer: rng.normal(size=(N, 3)) for layer in ("acts", "step_3")}
     for layer, x in data.items():
-        store.add("c", layer, x)
-    store.add("c", "acts", data["c"], step=3)
-    assert store.layers("c") == ["acts", "step_3", "c"] and store.steps("c", "acts") == [3]
+        store.add("step_1", layer, x)
+    store.add("step_1", "acts", data["step_3"], step=3)
+    assert store.layers("step_1") == ["acts", "step_3"] and store.steps("step_1", "acts") == [3]
     for layer, x in data.items():
-        np.testing.assert_array_equal(store.read("c", layer), x)
-    np.testing.assert_array_equal(store.read("c", "acts", step=3), data["c"])
+        np.testing.assert_array_equal(store.read("step_1", layer), x)
+    np.testing.assert_array_equal(store.read("step_1", "acts", step=3), data["step_3"])
 
 
 # -- reading a comparison output -----------------------------------------------------------------

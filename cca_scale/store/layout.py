@@ -40,7 +40,7 @@ from ``created_ns`` in each network's document (ties broken by name), not from a
 
 Network and layer names: see :data:`cca_scale.store.names.NAME_FORM`. Names differing only in
 case are refused as collisions (they would collide on case-insensitive file systems), and so are
-Zarr's own file names (``zarr.json``, ``.zarray``, ... in any case;
+Zarr's own names (``zarr.json``, ``.zarray``, ..., and ``c``, the chunk-key prefix, in any case;
 :data:`cca_scale.store.names.RESERVED_NAMES`).
 
 Damage: activation arrays are created with fill value NaN, which no stored activation can be

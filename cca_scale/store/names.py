@@ -38,13 +38,14 @@ ATTRIBUTE_FORM = (
 )
 #: Names the attributes table uses itself.
 RESERVED_ATTRIBUTES = frozenset({"network"})
-#: File names Zarr keeps beside a node's children (the v3 document; the v2 documents, which
-#: Zarr-Python still looks for), compared case-insensitively: on macOS and Windows file systems a
-#: network named "ZARR.JSON" is the file networks/zarr.json. Names that only look like layout
-#: names do not collide, because each level of the layout holds one kind of node: "acts" and
-#: "step_<N>" name arrays inside a layer, a layer named so lives one level up; "c" (the chunk-key
-#: prefix) exists only inside an array, and no network or layer is ever inside an array.
-RESERVED_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+#: Names Zarr keeps for itself, compared case-insensitively (on macOS and Windows file systems a
+#: network named "ZARR.JSON" is the file networks/zarr.json): the v3 document and the v2
+#: documents, which Zarr-Python still looks for beside a node's children, and "c", the prefix
+#: under which an array keeps its chunks. In this layout no network or layer lives inside an
+#: array, so "c" would not collide today; it is refused anyway, so that no node can ever be read
+#: as chunks by Zarr tools or a later layout. Names that only look like array names ("acts",
+#: "step_<N>") are fine: arrays live inside layers, one level below any layer name.
+RESERVED_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata", "c"})
 
 
 def _shown(name: Any) -> str:
@@ -64,8 +65,8 @@ def check_name(name: Any, *, kind: str) -> str:
     if not isinstance(name, str):
         why = "it is not a string"
     elif name.casefold() in RESERVED_NAMES:
-        why = ("Zarr reserves it, in any letter case, for its metadata documents: the node would "
-               "collide with the document beside it")
+        why = ("Zarr reserves it, in any letter case, for its metadata documents or its chunk "
+               "keys: the node would collide with them")
     elif not name:
         why = "it is empty"
     elif any(ord(c) < 32 or ord(c) == 127 for c in name):
