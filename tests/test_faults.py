@@ -331,22 +331,17 @@ def test_cli_bad_options_are_one_line_errors(store_path, tmp_path, capsys, argv,
 
 
 def test_a_tile_too_large_for_the_workers_is_refused_with_one_that_fits():
-    from cca_scale.engine.compare import _Resolved, _tile_in_force
-    from cca_scale.engine.request import ComparisonRequest
+    from cca_scale.engine.tiles import choose_tile
 
-    class Reader:
-        shape = (50_000, 512)
-
-    res = _Resolved(rows=[0] * 1000, cols=[0] * 1000, square=True,
-                    row_readers=[Reader()] * 1000, col_readers=[Reader()] * 1000,
-                    n_datapoints=50_000)
-    req = ComparisonRequest.build(layer=LAYER, tile=1000)
+    sizes = dict(n_items=1000, max_neurons=512, chunk_rows=4096, itemsize=8, memory=4 << 30,
+                 n_pair_arrays=6)
     with pytest.raises(cca_scale.CcaScaleError, match=r"tile=1000 needs about .* GiB") as info:
-        _tile_in_force(req, res, 4 << 30, 4096)
+        choose_tile(1000, **sizes)
     fits = int(re.search(r"Use tile=(\d+) or less", str(info.value)).group(1))
     assert 1 <= fits < 1000
-    assert _tile_in_force(ComparisonRequest.build(layer=LAYER, tile=fits), res, 4 << 30,
-                          4096) == fits
+    assert choose_tile(fits, **sizes) == fits
+    assert choose_tile(None, **sizes) <= fits  # the default fits too
+    assert choose_tile(5000, **{**sizes, "n_items": 3, "memory": 0}) == 3  # whole comparison
 
 
 def test_a_tile_larger_than_the_comparison_is_the_whole_comparison(client, store_path,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import platform
 
 from cca_scale.cli.common import SELECTION_HELP, parse_selection, selection_epilog
 from cca_scale.errors import StoreError
@@ -24,11 +23,6 @@ Examples:
   cca-scale info --versions
   cca-scale info acts.zarr --discard-staged     # remove what writers killed mid-write left behind
 """
-
-_LIBRARIES = ("numpy", "scipy", "scikit-learn", "pandas", "dask", "distributed", "zarr",
-              "numcodecs", "fsspec", "array-api-compat", "torch", "cupy", "dask-cuda")
-_CUPY_WHEELS = ("cupy", "cupy-cuda12x", "cupy-cuda13x", "cupy-cuda11x", "cupy-rocm-6-0")
-
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -60,10 +54,13 @@ def run(args: argparse.Namespace) -> int:
         raise StoreError("give a STORE to describe, or --versions; see 'cca-scale info --help'.")
     query = parse_selection(args.query)
     if args.versions:
+        from cca_scale._env import versions_text
+
         print(versions_text())
     if args.store is not None:
         from cca_scale.store import ActivationStore
         from cca_scale.store.ingest import parse_attr
+        from cca_scale.store.summary import describe_store
 
         options = dict(parse_attr(item) for item in args.storage_option) or None
         mode = "r" if args.discard_staged is None else "a"
@@ -74,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{args.discard_staged:g} h")
         if args.versions:
             print()
-        print(store_text(store, query=query))
+        print(describe_store(store, query=query))
         checked = store.verify(query, read=args.verify)
         print(f"\nchecked {checked} activation array(s): "
               + ("every chunk read back as finite numbers" if args.verify
@@ -85,93 +82,3 @@ def run(args: argparse.Namespace) -> int:
                   "by a process killed mid-write; never read as layers). 'cca-scale info STORE "
                   "--discard-staged' removes those older than a day.")
     return 0
-
-
-def versions_text() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from cca_scale import __version__
-
-    lines = [f"{'cca-scale':<16} {__version__}", f"{'python':<16} {platform.python_version()}"]
-    for name in _LIBRARIES:
-        found = None
-        for dist in (_CUPY_WHEELS if name == "cupy" else (name,)):
-            try:
-                found = f"{version(dist)}" + (f" ({dist})" if dist != name else "")
-                break
-            except PackageNotFoundError:
-                continue
-        lines.append(f"{name:<16} {found or 'not installed'}")
-    lines.append(f"{'GPU':<16} {gpu_text()}")
-    return "\n".join(lines)
-
-
-def gpu_text() -> str:
-    try:
-        import cupy
-    except ImportError:
-        return "no (CuPy is not installed)"
-    try:
-        if not cupy.cuda.is_available():
-            return "no (CuPy is installed but finds no CUDA device)"
-        count = cupy.cuda.runtime.getDeviceCount()
-        name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-        name = name.decode() if isinstance(name, bytes) else name
-        return f"yes: {count} device(s), {name}"
-    except Exception as exc:  # a broken CUDA install: say so rather than crash a bug report
-        return f"no (CuPy error: {type(exc).__name__}: {exc})"
-
-
-def _steps_text(steps: list[int]) -> str:
-    if len(steps) <= 6:
-        return "steps " + ", ".join(str(s) for s in steps)
-    shown = ", ".join(str(s) for s in steps[:3]) + ", ..., " + ", ".join(str(s) for s in steps[-2:])
-    return f"{len(steps)} steps {shown}"
-
-
-def store_text(store, *, query: str | list[str] | None = None) -> str:
-    """The human-readable description of a store that ``cca-scale info STORE`` prints."""
-    import pandas as pd
-
-    networks = store.networks(query)
-    where = store.path if store.path is not None else "(in memory)"
-    lines = [
-        f"Activation store {where}",
-        f"  datapoints:  {'(not set yet)' if store.n_datapoints is None else store.n_datapoints}",
-        f"  fingerprint: {store.fingerprint if store.fingerprint is not None else '(none)'}",
-        f"  networks:    {len(networks)}" + (f" matching {query!r}" if query else ""),
-    ]
-    if not networks:
-        return "\n".join(lines)
-    table = store.attributes(networks)
-    lines += ["", "Networks and attributes:"]
-    if table.shape[1]:
-        with pd.option_context("display.max_rows", None, "display.max_columns", None,
-                               "display.width", 200):
-            lines += ["  " + line for line in table.to_string().splitlines()]
-    else:
-        lines += [f"  {name}" for name in networks] + ["  (no attributes)"]
-    lines += ["", "Layers:"]
-    rows = []
-    for network in networks:
-        for layer in store.layers(network):
-            steps = store.steps(network, layer)
-            has_plain = store.has_layer(network, layer)
-            step = None if has_plain else (steps[0] if steps else None)
-            if not has_plain and not steps:
-                rows.append((network, layer, "(empty)", "", ""))
-                continue
-            timesteps = store.timesteps(network, layer, step)
-            reader = store.reader(network, layer, step=step, timestep=0 if timesteps else None)
-            shape = f"{reader.shape[0]} x {reader.shape[1]}"
-            extra = []
-            if timesteps:
-                extra.append(f"{len(timesteps)} timesteps")
-            if steps:
-                extra.append(_steps_text(steps) + (" (and without step)" if has_plain else ""))
-            rows.append((network, layer, shape, str(reader.dtype), "; ".join(extra)))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for row in rows:
-        text = "  " + "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths))
-        lines.append((text + "  " + row[4]).rstrip())
-    return "\n".join(lines)

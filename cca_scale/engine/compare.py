@@ -12,155 +12,41 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from cca_scale.core.pairs import ALIGNED_METRICS, DEFAULT_EPSILON, check_aligned
-from cca_scale.core.validation import check_overdetermined
-from cca_scale.runtime.client import open_client, worker_memory_bytes, workers_with_gpus
-from cca_scale.engine.output import PAIR_ARRAYS, ComparisonOutput, ResumeState
+from cca_scale.core.pairs import DEFAULT_EPSILON
+from cca_scale.engine.handle import Comparison
+from cca_scale.engine.output import PAIR_ARRAYS, ComparisonOutput
 from cca_scale.engine.request import DEFAULT_CHUNK_ROWS, ComparisonRequest, check_count
-from cca_scale.engine.selection import StepSpec, item_records, open_store, resolve_axes
+from cca_scale.engine.selection import (
+    Resolved,
+    StepSpec,
+    item_records,
+    open_store,
+    resolve_request,
+)
 from cca_scale.engine.tasks import BACKENDS, TileSpec, TileSummary, prepare_task, tile_task
-from cca_scale.engine.tiles import iter_tiles, tile_memory_bytes, tile_size
+from cca_scale.engine.tiles import block_rows, choose_tile, iter_tiles
 from cca_scale.errors import CcaScaleError, StoreError
 from cca_scale.matrix import DistanceMatrix
+from cca_scale.runtime.client import open_client, worker_memory_bytes, workers_with_gpus
 from cca_scale.store.targets import check_output_target
 
 __all__ = ["Comparison", "compare", "plan", "submit"]
 
 logger = logging.getLogger(__name__)
 
-#: Share of a worker's memory limit one tile task may plan to use (the default tile size).
-TILE_MEMORY_FRACTION = 0.25
-#: A tile size asked for explicitly is refused above this share of a worker's memory limit
-#: (Dask pauses a worker at 80% and restarts it at 95%).
-TILE_MEMORY_LIMIT = 0.6
-FALLBACK_TILE_MEMORY = 1 << 30
 #: Bases before any tile: a tile can only start once all of its networks are prepared.
 PREPARE_PRIORITY = 1 << 40
 
+
 def _versions(backend: str) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from cca_scale._env import package_versions
 
-    out = {}
-    for pkg in ("cca-scale", "numpy", "scipy", "dask", "distributed", "zarr") + (
-            ("cupy",) if backend == "cupy" else ()):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-@dataclass
-class Comparison:
-    """A comparison in flight on a Dask cluster (from :func:`submit`).
-
-    ``progress()`` counts tiles; ``result()`` waits and returns the DistanceMatrix; ``cancel()``
-    stops it (what was written stays, and the same call later resumes).
-    """
-
-    out: ComparisonOutput
-    resume: ResumeState
-    tile: int
-    client: Any
-    owned: bool
-    futures: list = field(default_factory=list)
-    pairs_total: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    summaries: list[TileSummary] = field(default_factory=list)
-    _completed: set = field(default_factory=set)
-    _cluster_closed: bool = False
-    temporary_dir: str | None = None  # out=None: removed once the matrix is read
-
-    @property
-    def path(self) -> str:
-        return self.out.path
-
-    def progress(self) -> tuple[int, int]:
-        """``(tiles done, tiles total)``, counting tiles done by earlier runs."""
-        finished = self._completed | {f.key for f in self.futures if f.status == "finished"}
-        return self.resume.done + len(finished), self.resume.total
-
-    def done(self) -> bool:
-        return all(f.done() for f in self.futures)
-
-    def result(self, *, on_tile: Callable[[TileSummary], None] | None = None) -> DistanceMatrix:
-        """Wait for every tile, record timings in the output, and return the matrix.
-
-        ``on_tile`` is called with each tile's summary as it completes (progress bars).
-        """
-        from distributed import as_completed
-
-        try:
-            for future in as_completed(self.futures):
-                summary = future.result()  # raises the task's own error
-                self.summaries.append(summary)
-                self._completed.add(future.key)
-                future.release()  # the result is saved in the output; let the cluster forget it
-                if on_tile is not None:
-                    on_tile(summary)
-            self._finish()
-            matrix = self.out.read()
-            if matrix.n_ill_posed:
-                logger.warning(matrix.ill_posed_line())
-            return matrix
-        finally:
-            self.out.release()
-            self._close()
-            self._remove_temporary()
-
-    def cancel(self) -> None:
-        """Stop the remaining tiles. Finished tiles stay in the output; rerunning resumes."""
-        try:
-            if self.futures:
-                self.client.cancel(self.futures)
-        finally:
-            self.out.release()
-            self._close()
-            self._remove_temporary()
-
-    def _finish(self) -> None:
-        wall = time.perf_counter() - self.started
-        totals: dict[str, float] = {}
-        for s in self.summaries:
-            for k, v in s.seconds.items():
-                totals[k] = totals.get(k, 0.0) + v
-        flops = sum(s.gemm_flops for s in self.summaries)
-        pairs = sum(s.pairs for s in self.summaries)
-        pair_phase = (max(s.finished for s in self.summaries)
-                      - min(s.started for s in self.summaries)) if self.summaries else 0.0
-        self.out.update_meta(
-            state="ready", complete=True,
-            timings={"wall_seconds": wall, "task_seconds": totals, "pairs_computed": pairs,
-                     "tiles_computed": len(self.summaries),
-                     "gemm_gflop": flops / 1e9, "pair_phase_seconds": pair_phase,
-                     "pairs_per_second": pairs / wall if wall > 0 else None},
-        )
-
-    def _remove_temporary(self) -> None:
-        if self.temporary_dir is not None:
-            shutil.rmtree(self.temporary_dir, ignore_errors=True)
-            self.temporary_dir = None
-
-    def _close(self) -> None:
-        if self.owned and not self._cluster_closed:
-            self._cluster_closed = True
-            self.client.close()  # also closes a cluster launch() started
-
-
-def _block_rows(readers, preferred: int) -> int:
-    """Datapoints per streamed block: a multiple of the stored chunk rows near ``preferred``.
-
-    A block that is not aligned to the store's chunks decodes some chunks twice.
-    """
-    stored = max(int(getattr(r, "chunk_rows", 0) or 0) for r in readers)
-    if not stored:
-        return preferred
-    return max(stored, (preferred // stored) * stored)
+    names = ("cca-scale", "numpy", "scipy", "dask", "distributed", "zarr")
+    return package_versions(names + (("cupy",) if backend == "cupy" else ()))
 
 
 def _check_backend(backend: str, client) -> str:
@@ -177,90 +63,10 @@ def _check_backend(backend: str, client) -> str:
     return backend
 
 
-@dataclass(frozen=True)
-class _Resolved:
-    """A request applied to a store: the compared layers, their readers, and their sizes."""
-
-    rows: list
-    cols: list
-    square: bool
-    row_readers: list
-    col_readers: list
-    n_datapoints: int
-
-    @property
-    def readers(self) -> list:
-        return self.row_readers + ([] if self.square else self.col_readers)
-
-    @property
-    def max_neurons(self) -> int:
-        return max(int(r.shape[1]) for r in self.readers)
-
-    @property
-    def side(self) -> int:
-        return max(len(self.rows), len(self.cols))
-
-
-def _who(reader) -> str:
-    who = f"network {reader.network!r}, layer {reader.layer!r}"
-    if reader.step is not None:
-        who += f", step {reader.step}"
-    if getattr(reader, "timestep", None) is not None:
-        who += f", timestep {reader.timestep}"
-    return who
-
-
-def _resolve(store, req: ComparisonRequest) -> _Resolved:
-    """Select the layers and check them as the one-pair functions would, before any work.
-
-    Refuses, naming network and layer: different datapoint counts, ``n_datapoints <=
-    n_neurons`` for CCA metrics (unless ``allow_underdetermined``), different widths for the
-    neuron-aligned metrics.
-    """
-    rows, cols, square = resolve_axes(store, layer=req.layer, networks=req.networks,
-                                      against=req.against, step=req.step,
-                                      against_step=req.against_step,
-                                      against_layer=req.against_layer, timestep=req.timestep)
-    row_readers = [store.reader(i.network, i.layer, step=i.step, timestep=i.timestep)
-                   for i in rows]
-    col_readers = row_readers if square else [
-        store.reader(i.network, i.layer, step=i.step, timestep=i.timestep) for i in cols]
-    counts = {int(r.shape[0]) for r in row_readers + col_readers}
-    if len(counts) != 1:
-        raise CcaScaleError(f"The selected layers have different numbers of datapoints: "
-                            f"{sorted(counts)}.")
-    resolved = _Resolved(rows, cols, square, row_readers, col_readers, counts.pop())
-    if req.needs_overdetermined:
-        for reader in resolved.readers:
-            check_overdetermined(int(reader.shape[0]), int(reader.shape[1]), who=_who(reader))
-    if req.metric in ALIGNED_METRICS:
-        widths = sorted({int(r.shape[1]) for r in resolved.readers})
-        check_aligned(req.metric, widths[0], widths[-1])
-    return resolved
-
-
-def _tile_in_force(req: ComparisonRequest, res: _Resolved, memory: int, chunk_rows: int) -> int:
-    """The tile size to use: the request's (checked against the workers' memory) or the default.
-
-    A tile larger than the comparison is the whole comparison (its chunks are never larger
-    than the matrix).
-    """
-    itemsize = np.dtype(req.dtype).itemsize
-    sizes = dict(max_rank=res.max_neurons, max_neurons=res.max_neurons, chunk_rows=chunk_rows,
-                 itemsize=itemsize)
-    if req.tile is None:
-        budget = int(memory * TILE_MEMORY_FRACTION) if memory else FALLBACK_TILE_MEMORY
-        return tile_size(res.side, memory_bytes=budget, **sizes)
-    tile = min(req.tile, res.side)
-    need = tile_memory_bytes(tile, **sizes) + 2 * tile * tile * 8 * len(PAIR_ARRAYS)
-    if memory and need > TILE_MEMORY_LIMIT * memory:
-        fits = tile_size(res.side, memory_bytes=int(TILE_MEMORY_LIMIT * memory), **sizes)
-        raise CcaScaleError(
-            f"tile={req.tile} needs about {need / 2**30:.1f} GiB per tile task, more than "
-            f"{TILE_MEMORY_LIMIT:.0%} of a worker's {memory / 2**30:.1f} GiB memory limit. Use "
-            f"tile={fits} or less (--tile {fits}), or leave it out: the default fits the workers."
-        )
-    return tile
+def _tile(req: ComparisonRequest, res: Resolved, memory: int, chunk_rows: int) -> int:
+    return choose_tile(req.tile, n_items=res.side, max_neurons=res.max_neurons,
+                       chunk_rows=chunk_rows, itemsize=np.dtype(req.dtype).itemsize,
+                       memory=memory, n_pair_arrays=len(PAIR_ARRAYS))
 
 
 def submit(
@@ -306,7 +112,7 @@ def submit(
             f"Got {backend!r} instead."
         )
     store = open_store(store)
-    res = _resolve(store, req)
+    res = resolve_request(store, req)
     row_records, _ = item_records(store, res.rows, res.row_readers)
     col_records = row_records if res.square else item_records(store, res.cols,
                                                               res.col_readers)[0]
@@ -328,8 +134,8 @@ def submit(
     output = None
     try:
         backend = _check_backend(backend, client)
-        chunk_rows = _block_rows(res.readers, req.chunk_rows)
-        tile_in_force = _tile_in_force(req, res, worker_memory_bytes(client), chunk_rows)
+        chunk_rows = block_rows((r.chunk_rows for r in res.readers), req.chunk_rows)
+        tile_in_force = _tile(req, res, worker_memory_bytes(client), chunk_rows)
         extra = {"store": store.path, "input_fingerprint": store.content_fingerprint(res.readers),
                  "versions": _versions(backend), "backend": backend,
                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -352,7 +158,7 @@ def submit(
         raise
 
 
-def _submit_tiles(handle: Comparison, res: _Resolved, req: ComparisonRequest, *, backend: str,
+def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, backend: str,
                   chunk_rows: int) -> None:
     """Submit one task per tile not done yet, each depending on the bases of all its networks.
 
@@ -485,7 +291,7 @@ def plan(store, *, layer: str, out, dtype: Any = None, tile: int | None = None,
     check_count(options.pop("n_workers", None), "n_workers")
     req = ComparisonRequest.build(layer=layer, dtype=dtype, tile=tile, **options)
     store = open_store(store)
-    res = _resolve(store, req)
+    res = resolve_request(store, req)
     info = {"rows": len(res.rows), "columns": len(res.cols), "square": res.square,
             "metric": req.metric}
     check_output_target(out, kind="comparison", inputs=(store.path,))  # refused here too
@@ -499,8 +305,8 @@ def plan(store, *, layer: str, out, dtype: Any = None, tile: int | None = None,
         info.update(tile=int(existing.meta["tile"]), tiles_total=total, tiles_done=done,
                     tiles_left=total - done, output="exists (resume)")
     else:
-        chunk_rows = _block_rows(res.readers, req.chunk_rows)
-        size = _tile_in_force(req, res, 0, chunk_rows)
+        chunk_rows = block_rows((r.chunk_rows for r in res.readers), req.chunk_rows)
+        size = _tile(req, res, 0, chunk_rows)
         tiles = list(iter_tiles(len(res.rows), len(res.cols), size, square=res.square))
         info.update(tile=f"{size} (default for a 4 GiB worker; the cluster's memory decides)"
                     if tile is None else size, tiles_total=len(tiles), tiles_done=0,

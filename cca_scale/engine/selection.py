@@ -9,10 +9,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from cca_scale.core.pairs import ALIGNED_METRICS, check_aligned
+from cca_scale.core.validation import check_overdetermined
 from cca_scale.engine.output import info_to_records
 from cca_scale.errors import CcaScaleError, LayerNotFoundError
 
-__all__ = ["Item", "StepSpec", "item_records", "open_store", "resolve_axes", "resolve_items"]
+__all__ = ["Item", "Resolved", "StepSpec", "item_records", "open_store", "resolve_axes",
+           "resolve_items", "resolve_request"]
 
 StepSpec = int | str | None
 
@@ -139,3 +142,66 @@ def resolve_axes(store, *, layer: str, networks=None, against=None, step: StepSp
         store, layer=against_layer or layer, networks=networks if against is None else against,
         step=step if against_step == "same" else against_step, timestep=timestep)
     return rows, cols, False
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A request applied to a store: the compared layers, their readers, and their sizes."""
+
+    rows: list
+    cols: list
+    square: bool
+    row_readers: list
+    col_readers: list
+    n_datapoints: int
+
+    @property
+    def readers(self) -> list:
+        return self.row_readers + ([] if self.square else self.col_readers)
+
+    @property
+    def max_neurons(self) -> int:
+        return max(int(r.shape[1]) for r in self.readers)
+
+    @property
+    def side(self) -> int:
+        return max(len(self.rows), len(self.cols))
+
+
+def _who(reader) -> str:
+    who = f"network {reader.network!r}, layer {reader.layer!r}"
+    if reader.step is not None:
+        who += f", step {reader.step}"
+    if getattr(reader, "timestep", None) is not None:
+        who += f", timestep {reader.timestep}"
+    return who
+
+
+def resolve_request(store, req) -> Resolved:
+    """Select the layers of a :class:`~cca_scale.engine.request.ComparisonRequest` and check them
+    as the one-pair functions would, before any work.
+
+    Refuses, naming network and layer: different datapoint counts, ``n_datapoints <=
+    n_neurons`` for CCA metrics (unless ``allow_underdetermined``), different widths for the
+    neuron-aligned metrics.
+    """
+    rows, cols, square = resolve_axes(store, layer=req.layer, networks=req.networks,
+                                      against=req.against, step=req.step,
+                                      against_step=req.against_step,
+                                      against_layer=req.against_layer, timestep=req.timestep)
+    row_readers = [store.reader(i.network, i.layer, step=i.step, timestep=i.timestep)
+                   for i in rows]
+    col_readers = row_readers if square else [
+        store.reader(i.network, i.layer, step=i.step, timestep=i.timestep) for i in cols]
+    counts = {int(r.shape[0]) for r in row_readers + col_readers}
+    if len(counts) != 1:
+        raise CcaScaleError(f"The selected layers have different numbers of datapoints: "
+                            f"{sorted(counts)}.")
+    resolved = Resolved(rows, cols, square, row_readers, col_readers, counts.pop())
+    if req.needs_overdetermined:
+        for reader in resolved.readers:
+            check_overdetermined(int(reader.shape[0]), int(reader.shape[1]), who=_who(reader))
+    if req.metric in ALIGNED_METRICS:
+        widths = sorted({int(r.shape[1]) for r in resolved.readers})
+        check_aligned(req.metric, widths[0], widths[-1])
+    return resolved

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
-__all__ = ["Tile", "iter_tiles", "tile_size", "tile_memory_bytes", "MIN_TILES_PER_SIDE"]
+from cca_scale.errors import CcaScaleError
+
+__all__ = ["Tile", "block_rows", "choose_tile", "iter_tiles", "tile_size", "tile_memory_bytes",
+           "MIN_TILES_PER_SIDE"]
 
 #: The default tile keeps at least this many blocks per side, so even a small sweep is split into
 #: several tiles (and a killed run has something to resume).
 MIN_TILES_PER_SIDE = 2
+#: Share of a worker's memory limit one tile task may plan to use (the default tile size).
+TILE_MEMORY_FRACTION = 0.25
+#: A tile size asked for explicitly is refused above this share of a worker's memory limit
+#: (Dask pauses a worker at 80% and restarts it at 95%).
+TILE_MEMORY_LIMIT = 0.6
+#: The memory the default tile plans for when the workers' limit is unknown.
+FALLBACK_TILE_MEMORY = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -91,3 +101,41 @@ def tile_size(n_items: int, *, max_rank: int, max_neurons: int, chunk_rows: int,
         else:
             break
     return best
+
+
+def block_rows(stored_chunk_rows: Iterable[int], preferred: int) -> int:
+    """Datapoints per streamed block: a multiple of the stored chunk rows near ``preferred``.
+
+    A block that is not aligned to the store's chunks decodes some chunks twice.
+    """
+    stored = max((int(r or 0) for r in stored_chunk_rows), default=0)
+    if not stored:
+        return preferred
+    return max(stored, (preferred // stored) * stored)
+
+
+def choose_tile(requested: int | None, *, n_items: int, max_neurons: int, chunk_rows: int,
+                itemsize: int, memory: int, n_pair_arrays: int) -> int:
+    """The tile size in force: ``requested`` (checked against the workers' memory) or the default.
+
+    ``memory`` is a worker's memory limit in bytes (0: unknown). A tile larger than the
+    comparison is the whole comparison (its output chunks are never larger than the matrix). A
+    requested tile whose task would need more than :data:`TILE_MEMORY_LIMIT` of ``memory``
+    (working set plus ``n_pair_arrays`` output blocks and their mirrors) is refused, naming one
+    that fits.
+    """
+    sizes = dict(max_rank=max_neurons, max_neurons=max_neurons, chunk_rows=chunk_rows,
+                 itemsize=itemsize)
+    if requested is None:
+        budget = int(memory * TILE_MEMORY_FRACTION) if memory else FALLBACK_TILE_MEMORY
+        return tile_size(n_items, memory_bytes=budget, **sizes)
+    tile = min(requested, n_items)
+    need = tile_memory_bytes(tile, **sizes) + 2 * tile * tile * 8 * n_pair_arrays
+    if memory and need > TILE_MEMORY_LIMIT * memory:
+        fits = tile_size(n_items, memory_bytes=int(TILE_MEMORY_LIMIT * memory), **sizes)
+        raise CcaScaleError(
+            f"tile={requested} needs about {need / 2**30:.1f} GiB per tile task, more than "
+            f"{TILE_MEMORY_LIMIT:.0%} of a worker's {memory / 2**30:.1f} GiB memory limit. Use "
+            f"tile={fits} or less (--tile {fits}), or leave it out: the default fits the workers."
+        )
+    return tile
