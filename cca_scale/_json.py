@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["json_safe"]
+__all__ = ["info_to_records", "json_safe", "records_to_info"]
 
 
 def json_safe(value):
@@ -27,3 +27,18 @@ def json_safe(value):
     if value is pd.NA or value is pd.NaT:
         return None
     return str(value)
+
+
+def info_to_records(info: pd.DataFrame) -> list[dict]:
+    """Network attributes (one row per label) as JSON-safe records ``{"label": ..., **row}``."""
+    return [json_safe({"label": label, **row}) for label, row in
+            zip(info.index, info.to_dict(orient="records"))]
+
+
+def records_to_info(records: list[dict]) -> pd.DataFrame:
+    """The inverse of :func:`info_to_records`: a DataFrame indexed by label (index "network")."""
+    if not records:
+        return pd.DataFrame(index=pd.Index([], name="network"))
+    frame = pd.DataFrame.from_records(records).set_index("label")
+    frame.index.name = "network"
+    return frame.convert_dtypes(dtype_backend="numpy_nullable").infer_objects()

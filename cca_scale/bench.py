@@ -103,7 +103,7 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
     the whole process over the naive per-pair loop timed on sampled pairs.
     """
     from cca_scale.runtime import local_worker_count
-    from cca_scale.engine.output import load_distances
+    from cca_scale.engine.results import load_distances
 
     workers = workers or local_worker_count()
     tmp = tempfile.TemporaryDirectory(dir=workdir)

@@ -17,7 +17,8 @@ import pytest
 import cca_scale
 from cca_scale import ActivationStore
 from cca_scale.core import compare, prepare
-from cca_scale.engine.output import ComparisonOutput, load_distances
+from cca_scale.engine.output import ComparisonOutput
+from cca_scale.engine.results import load_distances
 from cca_scale.engine.tasks import TileSpec, prepare_task, tile_task
 from cca_scale.engine.tiles import iter_tiles
 

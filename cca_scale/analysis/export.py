@@ -359,12 +359,6 @@ def read_distances(path: str | os.PathLike) -> DistanceMatrix:
     """
     if Path(path).suffix.lower() in _SUFFIXES:
         return read_exported(path)
-    import cca_scale
+    from cca_scale.engine.results import load_distances
 
-    loader = getattr(cca_scale, "load_distances", None)
-    if loader is None:
-        raise CcaScaleError(
-            f"Cannot read {str(path)!r}: this installation has no cca_scale.load_distances "
-            f"(engine outputs); exported files ({sorted(_SUFFIXES)}) can be read."
-        )
-    return loader(path)
+    return load_distances(path)

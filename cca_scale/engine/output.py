@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from cca_scale._json import json_safe
 from cca_scale.engine.tiles import Tile, iter_tiles, n_blocks
@@ -32,8 +31,8 @@ from cca_scale.errors import StoreConflictError, StoreError
 from cca_scale.matrix import DistanceMatrix
 from cca_scale.store.targets import check_output_target, creating, storage_errors
 
-__all__ = ["PAIR_ARRAYS", "ComparisonOutput", "count_done", "load_distances",
-           "read_tile_arrays", "save_distances", "write_tile_arrays"]
+__all__ = ["PAIR_ARRAYS", "ComparisonOutput", "count_done", "read_tile_arrays",
+           "write_tile_arrays"]
 
 FORMAT_VERSION = 2  # 2: the ill_posed diagnostic; format-1 outputs read, but do not resume
 #: Per-pair arrays added after format 1 (absent from older outputs, which still read).
@@ -57,19 +56,6 @@ def _open_group(path, mode: str):
         return zarr.open_group(store=str(path), mode=mode, zarr_format=3)
     except FileNotFoundError as exc:
         raise StoreError(f"No comparison output at {str(path)!r}.") from exc
-
-
-def info_to_records(info: pd.DataFrame) -> list[dict]:
-    return [json_safe({"label": label, **row}) for label, row in
-            zip(info.index, info.to_dict(orient="records"))]
-
-
-def records_to_info(records: list[dict]) -> pd.DataFrame:
-    if not records:
-        return pd.DataFrame(index=pd.Index([], name="network"))
-    frame = pd.DataFrame.from_records(records).set_index("label")
-    frame.index.name = "network"
-    return frame.convert_dtypes(dtype_backend="numpy_nullable").infer_objects()
 
 
 @dataclass
@@ -307,7 +293,9 @@ class ComparisonOutput:
             self.group.attrs[ATTR_KEY] = meta
 
     def read(self) -> DistanceMatrix:
-        return _read_matrix(self.group, self.path)
+        from cca_scale.engine.results import read_matrix
+
+        return read_matrix(self.group, self.path)
 
 
 def count_done(mask: np.ndarray, old_shape: tuple[int, int], n_rows: int, n_cols: int,
@@ -378,141 +366,3 @@ def read_tile_arrays(path: str, tile: Tile) -> tuple[dict, dict | None]:
     if tile.mirrored and not tile.diagonal:
         mirror = read(slice(tile.c0, tile.c1), slice(tile.r0, tile.r1))
     return block, mirror
-
-
-def _read_matrix(group, path) -> DistanceMatrix:
-    from cca_scale.errors import DamagedStoreError  # here: the read functions' own import
-
-    where = f"{str(path).rstrip('/')}/zarr.json"
-    meta = group.attrs[ATTR_KEY]
-    if isinstance(meta, dict) and meta.get("kind") == "activation_store":
-        raise StoreError(
-            f"{str(path)!r} is an activation store, not a comparison output; run 'cca-scale "
-            f"compare' on it first (cca-scale compare {path} --layer LAYER --out OUT.zarr, or "
-            "cca_scale.compare(store, layer=...)) and read OUT."
-        )
-
-    def bad(what: str) -> DamagedStoreError:
-        return DamagedStoreError(
-            f"store metadata is damaged: {where}: {what}. Restore the output from its source, or "
-            "delete it and rerun the comparison."
-        )
-
-    if not isinstance(meta, dict):
-        raise bad(f"the attribute {ATTR_KEY!r} is a {type(meta).__name__}, not an object")
-    meta = dict(meta)
-    if meta.get("state") == "creating":
-        raise StoreError(f"{path!r} was interrupted while being created; rerun the comparison.")
-    for key in ("rows", "cols"):
-        items = meta.get(key)
-        if not isinstance(items, list):
-            raise bad(f"the key {key!r} is missing" if items is None
-                      else f"{key!r} is a {type(items).__name__}, not a list")
-        if not all(isinstance(item, dict) and isinstance(item.get("label"), str)
-                   for item in items):
-            raise bad(f"every entry of {key!r} must be an object with a string 'label'")
-    if not isinstance(meta.get("params", {}), dict):
-        raise bad(f"'params' is a {type(meta['params']).__name__}, not an object")
-    rows, cols = meta.pop("rows"), meta.pop("cols")
-    arrays = {}
-    old_format = meta.get("format", FORMAT_VERSION) < 2
-    for name in PAIR_ARRAYS:
-        if old_format and name in ADDED_IN_FORMAT_2:
-            continue
-        try:
-            arrays[name] = np.asarray(group[name][...])
-        except KeyError:
-            raise bad(f"its array {name!r} is missing") from None
-        except Exception as exc:  # a chunk that does not decode
-            raise DamagedStoreError(
-                f"the comparison output is damaged: {str(path).rstrip('/')}/{name} cannot be read "
-                f"({type(exc).__name__}: {exc}). Delete it and rerun the comparison."
-            ) from None
-        if arrays[name].shape != (len(rows), len(cols)):
-            raise bad(f"its array {name!r} has shape {arrays[name].shape}, but 'rows' and 'cols' "
-                      f"list {len(rows)} x {len(cols)} items")
-    diagnostics = {name: arrays[name] for name in arrays if name != "distance"}
-    values = np.asarray(arrays["distance"], dtype=np.float64)
-    flat = dict(meta.pop("params", {}))
-    flat.update({k: v for k, v in meta.items()})
-    return DistanceMatrix(values, [r["label"] for r in rows], [c["label"] for c in cols], flat,
-                          records_to_info(rows), records_to_info(cols), diagnostics)
-
-
-def load_distances(path) -> DistanceMatrix:
-    """Read a comparison output (from :func:`cca_scale.compare` or :func:`save_distances`).
-
-    Parameters
-    ----------
-    path : str or path-like
-        The output group (a local path or an fsspec URL).
-
-    Returns
-    -------
-    DistanceMatrix
-        Pairs not computed yet (an interrupted run) are NaN; see ``DistanceMatrix.complete``.
-
-    Raises
-    ------
-    StoreError
-        Nothing at ``path``, or something that is not a comparison output (an activation store,
-        a Zarr array, another group).
-    DamagedStoreError
-        The output's metadata does not parse or lacks what it must hold.
-    """
-    import zarr
-
-    from cca_scale.errors import DamagedStoreError  # here: the read functions' own import
-
-    try:
-        group = _open_group(path, "r")
-    except StoreError:
-        raise
-    except (zarr.errors.ContainsArrayError, zarr.errors.NodeTypeValidationError):
-        raise StoreError(f"{str(path)!r} is a Zarr array, not a comparison output.") from None
-    except Exception as exc:  # the document does not parse: say how, with its path
-        from cca_scale.store.documents import read_document
-        from cca_scale.store.location import Location
-
-        location = Location.from_user(path)
-        read_document(location.zarr_store(read_only=True), location, "")
-        raise DamagedStoreError(
-            f"store metadata is damaged: {str(path).rstrip('/')}/zarr.json: Zarr cannot open it "
-            f"({type(exc).__name__}: {exc}). Restore the output from its source, or delete it "
-            "and rerun the comparison."
-        ) from None
-    if ATTR_KEY not in group.attrs:
-        raise StoreError(f"{str(path)!r} is a Zarr group but not a cca_scale comparison output.")
-    return _read_matrix(group, str(path))
-
-
-def save_distances(matrix: DistanceMatrix, path, *, overwrite: bool = False) -> None:
-    """Write a DistanceMatrix in the comparison-output layout (read by :func:`load_distances`).
-
-    ``overwrite`` replaces a comparison output; anything else at ``path`` is refused with
-    UnsafeOutputError (:func:`check_output_target`), and a refused write raises
-    StorageWriteError.
-    """
-    import zarr
-
-    exists = check_output_target(path, kind="comparison") == "ours"
-    if exists and not overwrite:
-        raise StoreConflictError(f"{str(path)!r} exists; pass overwrite=True to replace it.")
-    n_rows, n_cols = matrix.shape
-    tile = max(1, max(n_rows, n_cols))
-    rows = info_to_records(matrix.row_info)
-    cols = info_to_records(matrix.col_info)
-    meta = {k: v for k, v in matrix.metadata.items() if k not in ("rows", "cols")}
-    with creating(path, kind="comparison"):  # a refused write leaves no half-written output
-        group = zarr.open_group(store=str(path), mode="a", zarr_format=3)
-        out = ComparisonOutput._create(group, path, params=meta.pop("params", {}), rows=rows,
-                                       cols=cols, square=matrix.is_square, tile=tile,
-                                       extra_meta={k: v for k, v in meta.items() if k not in
-                                                   ("format", "state", "tile", "square")})
-        with zarr.config.set({"array.write_empty_chunks": True}):  # as tiles do
-            group["distance"][...] = matrix.values
-            for name in PAIR_ARRAYS:
-                if name in matrix.diagnostics:
-                    group[name][...] = matrix.diagnostics[name]
-        group[DONE][...] = 1
-        out.update_meta(complete=bool(matrix.complete))

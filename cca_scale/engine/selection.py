@@ -11,7 +11,7 @@ import pandas as pd
 
 from cca_scale.core.pairs import ALIGNED_METRICS, check_aligned
 from cca_scale.core.validation import check_overdetermined
-from cca_scale.engine.output import info_to_records
+from cca_scale._json import info_to_records
 from cca_scale.errors import CcaScaleError, LayerNotFoundError
 
 __all__ = ["Item", "Resolved", "StepSpec", "item_records", "open_store", "resolve_axes",
