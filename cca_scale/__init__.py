@@ -67,6 +67,7 @@ _LAZY = {
     "subsample_neurons": ("cca_scale.analysis", "subsample_neurons"),
     "svcca_distance": ("cca_scale.core", "svcca_distance"),
     "timestep_distances": ("cca_scale.analysis", "timestep_distances"),
+    "training_dynamics": ("cca_scale.workflows", "training_dynamics"),
     "UnsafeOutputError": ("cca_scale.errors", "UnsafeOutputError"),
 }
 

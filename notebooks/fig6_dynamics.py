@@ -49,17 +49,13 @@ store.attributes()[["final_epoch", "train_accuracy"]]
 
 # %%
 from cca_scale.analysis import convergence_curves, convergence_order, plot_convergence
+from cca_scale.workflows import training_dynamics
 
 layers = ["h1", "h2", "h3"]
-curves = {}
-for metric in ("pwcca", "mean_cca"):
-    mats = {l: cca_scale.compare(store, layer=l, step="all", against_step="last", metric=metric,
-                                 out=workdir / f"dyn_{metric}_{l}.zarr", client=client)
-            for l in layers}
-    curves[metric] = convergence_curves(mats)
-pw = curves["pwcca"]
-pw_norm = pw.assign(distance=pw["distance"] / pw.groupby(["layer", "network"])["distance"]
-                    .transform("first"))
+mats = training_dynamics(store, layers=layers, client=client,
+                         out=str(workdir / "dynamics_{layer}.zarr"))  # PWCCA
+pw = convergence_curves(mats)
+pw_norm = convergence_curves(mats, normalise=True)
 plot_convergence(pw, layer_order=layers, threshold=0.05, title="PWCCA distance to the last epoch")
 
 # %%

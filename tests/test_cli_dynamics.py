@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from cca_scale import ActivationStore
 
@@ -31,3 +32,25 @@ def test_dynamics_recovers_planted_bottom_up_order(tmp_path):
     assert "bottom-up (each layer converged no later than the one above): True" in out.stdout
     assert (tmp_path / "dyn" / "c.png").stat().st_size > 1000
     assert (tmp_path / "dyn" / "dynamics_l2.zarr").exists()  # resumable per-layer outputs
+
+
+def test_training_dynamics_is_one_comparison_per_layer_against_the_last_step(tmp_path):
+    """The workflow behind `cca-scale dynamics`: the same numbers as each layer's own compare."""
+    import numpy as np
+
+    import cca_scale
+    from cca_scale import ActivationStore
+
+    rng = np.random.default_rng(4)
+    store = ActivationStore.create(tmp_path / "acts.zarr", n_datapoints=200)
+    for step in (1, 2, 3):
+        for layer in ("a", "b"):
+            store.add("net", layer, rng.normal(size=(200, 4)) + step, step=step)
+    mats = cca_scale.training_dynamics(store, layers=["a", "b"], n_workers=1)
+    for layer in ("a", "b"):
+        want = [[cca_scale.pwcca_distance(store.read("net", layer, step=s),
+                                          store.read("net", layer, step=3))] for s in (1, 2, 3)]
+        np.testing.assert_allclose(mats[layer].values, want, atol=1e-10)
+        assert mats[layer].row_labels == ("net@1", "net@2", "net@3")
+    with pytest.raises(cca_scale.CcaScaleError, match="template with '{layer}'"):
+        cca_scale.training_dynamics(store, layers=["a"], out="dyn.zarr")

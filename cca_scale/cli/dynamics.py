@@ -53,24 +53,21 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import cca_scale
     from cca_scale.analysis import convergence_curves, convergence_order
     from cca_scale.runtime.client import open_client
+    from cca_scale.workflows import training_dynamics
 
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
     networks = parse_selection(args.networks)  # a bad query fails before a cluster starts
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     client, owned = open_client(scheduler=args.scheduler, n_workers=args.workers)
-    matrices = {}
     try:
-        for layer in layers:
-            if show_progress(args.quiet):
-                print(f"{layer}: comparing every step with the last", file=sys.stderr)
-            matrices[layer] = cca_scale.compare(
-                args.store, layer=layer, out=out_dir / f"dynamics_{layer}.zarr",
-                metric=args.metric, networks=networks, step="all",
-                against_step="last", client=client, overwrite=args.overwrite)
+        if show_progress(args.quiet):
+            print(f"{', '.join(layers)}: comparing every step with the last", file=sys.stderr)
+        matrices = training_dynamics(args.store, layers=layers, metric=args.metric,
+                                     networks=networks, out=str(out_dir / "dynamics_{layer}.zarr"),
+                                     client=client, overwrite=args.overwrite)
     finally:
         if owned:
             client.close()  # also closes a cluster launch() started
