@@ -15,14 +15,16 @@ import numpy as np
 import pandas as pd
 
 from cca_scale.analysis._common import check_distance_matrix
+from cca_scale.core.registry import DEFAULT_EPSILON, METRICS, check_metric
 from cca_scale.errors import CcaScaleError
 from cca_scale.matrix import DistanceMatrix
 
 __all__ = ["BASELINE_METRICS", "METRIC_COLUMNS", "compare_activations", "compare_metrics",
            "metrics_table"]
 
-#: The default metrics of :func:`compare_metrics`: PWCCA and the baselines.
-BASELINE_METRICS = ("pwcca", "cka", "cosine", "euclidean")
+#: The default metrics of :func:`compare_metrics`: PWCCA and the baselines (every metric of the
+#: registry outside the CCA family).
+BASELINE_METRICS = ("pwcca",) + tuple(name for name, m in METRICS.items() if not m.cca_family)
 #: Columns of :func:`metrics_table`, in order.
 METRIC_COLUMNS = ("metric", "row", "column", "distance")
 
@@ -65,11 +67,9 @@ def compare_activations(activations: Mapping[str, Any], *, metric: str = "pwcca"
     original implementation bit for bit. For many networks use the engine, ``cca_scale.compare``.
     """
     from cca_scale.core import compare, prepare, pwcca_distance
-    from cca_scale.core.pairs import DEFAULT_EPSILON, check_keep, check_metric
 
-    check_metric(metric, variant)
-    if metric == "svcca":
-        check_keep(keep)
+    metric_info = check_metric(metric, variant)
+    metric_info.check_options(keep=keep)
     if not isinstance(activations, Mapping) or not activations:
         raise CcaScaleError(
             "activations must be a non-empty mapping from name to (n_datapoints, n_neurons) "
@@ -90,8 +90,8 @@ def compare_activations(activations: Mapping[str, Any], *, metric: str = "pwcca"
                                               allow_underdetermined=allow_underdetermined)
         diag = {}
     else:
-        bases = [prepare(a, rtol=rtol, dtype=dtype, allow_underdetermined=allow_underdetermined,
-                         name=label, network=label)
+        bases = [prepare(a, rtol=rtol, dtype=dtype, name=label, network=label,
+                         allow_underdetermined=allow_underdetermined or not metric_info.cca_family)
                  for a, label in zip(arrays, labels, strict=True)]
         for i in range(n):
             for j in range(i, n):
@@ -104,10 +104,8 @@ def compare_activations(activations: Mapping[str, Any], *, metric: str = "pwcca"
                     diag["rho_max"][a, b], diag["rho_min"][a, b] = res.rho_max, res.rho_min
     metadata: dict[str, Any] = {"metric": metric, "variant": variant,
                                 "computed_by": "cca_scale.analysis.compare_activations"}
-    if metric == "svcca":
-        metadata["keep"] = keep
-    if metric == "pwcca" and variant == "svcca":
-        metadata["epsilon"] = eps
+    used = metric_info.used_options(variant=variant, keep=keep, epsilon=eps)
+    metadata.update({k: used[k] for k in ("keep", "epsilon") if used[k] is not None})
     return DistanceMatrix(values, labels, labels, metadata, info, info, diag)
 
 

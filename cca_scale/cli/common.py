@@ -39,6 +39,15 @@ def parse_selection(text: str | None):
     return text
 
 
+def add_metric_argument(parser, *, default: str = "pwcca") -> None:
+    """``--metric``: its choices and help, one clause per metric, from the metric registry."""
+    from cca_scale.core.registry import METRICS
+
+    described = "; ".join(f"{name}: {m.description}" for name, m in METRICS.items())
+    parser.add_argument("--metric", default=default, choices=list(METRICS),
+                        help=f"distance (default: {default}). {described}".replace("%", "%%"))
+
+
 def positive_int(text: str) -> int:
     """argparse type for counts (``--workers``, ``--tile``): an integer >= 1."""
     try:

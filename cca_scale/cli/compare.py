@@ -8,6 +8,7 @@ import time
 
 from cca_scale.cli.common import (
     SELECTION_HELP,
+    add_metric_argument,
     finite_float,
     parse_selection,
     parse_step,
@@ -47,10 +48,7 @@ def add_parser(sub) -> None:
                         "folder, or an output of cca-scale compare (resumed). Anything else "
                         "(other files, an activation store, '.', a symlink, a device, a path "
                         "overlapping STORE) is refused and left untouched")
-    p.add_argument("--metric", default="pwcca",
-                   choices=["pwcca", "mean_cca", "svcca", "cka", "cosine", "euclidean"],
-                   help="distance (default: pwcca). cosine/euclidean are the paper's baselines, "
-                        "cka linear CKA")
+    add_metric_argument(p)
     p.add_argument("--variant", default="paper", choices=["paper", "svcca"],
                    help="PWCCA as the paper defines it (default) or as google/svcca computes it")
     p.add_argument("--networks", metavar="QUERY", help=f"rows (default: all): {SELECTION_HELP}")

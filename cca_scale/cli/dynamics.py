@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cca_scale.cli.common import (
     SELECTION_HELP,
+    add_metric_argument,
     parse_selection,
     positive_int,
     selection_epilog,
@@ -37,8 +38,7 @@ def add_parser(sub) -> None:
                    help="comma-separated layers, from the input (bottom) to the output (top)")
     p.add_argument("--out-dir", required=True, help="folder for the per-layer outputs")
     p.add_argument("--networks", metavar="QUERY", help=f"networks (default: all): {SELECTION_HELP}")
-    p.add_argument("--metric", default="pwcca", choices=["pwcca", "mean_cca", "svcca", "cka",
-                                                         "cosine", "euclidean"])
+    add_metric_argument(p)
     p.add_argument("--threshold", type=float, default=0.1,
                    help="distance below which a layer counts as converged (default 0.1)")
     p.add_argument("--normalise", action="store_true",

@@ -9,20 +9,16 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from cca_scale.core.basis import Basis, _host, prepare
-from cca_scale.core.pairs import (
-    CCA_METRICS,
+from cca_scale.core.kernels import (
     DEFAULT_EPSILON,
     SvccaSide,
-    check_epsilon,
-    check_keep,
-    check_metric,
-    compare,
     ill_posed,
     ill_posed_message,
-    original_pwcca_similarity,
     projection_weights,
     stable_pwcca_similarity,
 )
+from cca_scale.core.pairs import compare, original_pwcca_similarity
+from cca_scale.core.registry import check_keep, check_metric, get_metric
 from cca_scale.core.validation import check_not_constant, check_pair
 from cca_scale.errors import IllPosedWarning
 
@@ -89,10 +85,10 @@ ORIGINAL_UNSTABLE_TOL = 1e-9
 def _prepare_pair(x, y, *, rtol, dtype, allow_underdetermined,
                   metric: str = "pwcca") -> tuple[Basis, Basis]:
     """Check and factor both layers. ``n_datapoints <= n_neurons`` is refused (unless opted in)
-    only for the CCA family (:data:`~cca_scale.core.pairs.CCA_METRICS`): CKA, cosine and
-    Euclidean distance are well defined there."""
+    only for the CCA family (``MetricInfo.cca_family`` in :mod:`cca_scale.core.registry`): CKA,
+    cosine and Euclidean distance are well defined there."""
     x, y = check_pair(x, y, dtype=dtype, allow_underdetermined=allow_underdetermined,
-                      ensure_overdetermined=metric in CCA_METRICS)
+                      ensure_overdetermined=get_metric(metric).cca_family)
     kw = dict(rtol=rtol, dtype=dtype, allow_underdetermined=True)
     return prepare(x, name="x", **kw), prepare(y, name="y", **kw)
 
@@ -183,7 +179,7 @@ def cca(x, y, *, rtol: float | None = None, dtype: Any = None,
         exactly symmetric, eigh finds a negative eigenvalue and the square root gives NaN, or it
         returns a correlation above 1: two or more duplicated or collinear units, exact low rank
         plus tiny noise), the value is the same formula computed stably from the layers' bases
-        (:func:`~cca_scale.core.pairs.stable_pwcca_similarity`): in [0, 1], and what
+        (:func:`~cca_scale.core.kernels.stable_pwcca_similarity`): in [0, 1], and what
         ``cca_scale.compare`` returns for the pair. Where the original is defined but its value
         depends on rounding (it differs from the stable value by more than 1e-9: a duplicated or
         collinear unit makes its SVD's signs arbitrary; rarely, a sign choice on good data), the
@@ -200,8 +196,7 @@ def cca(x, y, *, rtol: float | None = None, dtype: Any = None,
 def pwcca_distance(x, y, *, variant: str = "paper", epsilon: float = DEFAULT_EPSILON,
                    rtol: float | None = None, dtype: Any = None,
                    allow_underdetermined: bool = False) -> float:
-    check_metric("pwcca", variant)
-    check_epsilon(epsilon)
+    check_metric("pwcca", variant).check_options(epsilon=epsilon)
     if variant == "svcca":
         return _original_pwcca_distance(x, y, epsilon=epsilon,
                                         allow_underdetermined=allow_underdetermined)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["reference_cca", "reference_pwcca_paper", "reference_pwcca_svcca",
-           "reference_mean_cca", "reference_svcca"]
+__all__ = ["reference_cca", "reference_cka", "reference_cosine", "reference_euclidean",
+           "reference_mean_cca", "reference_pwcca", "reference_pwcca_paper",
+           "reference_pwcca_svcca", "reference_svcca"]
 
 
 def _inv_sqrt(cov: np.ndarray) -> np.ndarray:
@@ -104,3 +105,32 @@ def reference_pwcca_svcca(x: np.ndarray, y: np.ndarray, epsilon: float = 1e-10) 
     weights = np.abs(p.T @ z).sum(axis=1)
     weights /= weights.sum()
     return float(1.0 - np.sum(weights * s))
+
+
+def reference_pwcca(x: np.ndarray, y: np.ndarray, *, variant: str = "paper",
+                    epsilon: float = 1e-10) -> float:
+    """PWCCA ``d(x, y)`` in either variant: :func:`reference_pwcca_paper` or
+    :func:`reference_pwcca_svcca`."""
+    if variant == "paper":
+        return reference_pwcca_paper(x, y)
+    return reference_pwcca_svcca(x, y, epsilon)
+
+
+def reference_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """``1 - ||Xc^T Yc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` (Kornblith et al. 2019, linear)."""
+    xc = np.asarray(x, np.float64) - np.mean(x, axis=0)
+    yc = np.asarray(y, np.float64) - np.mean(y, axis=0)
+    hsic = np.linalg.norm(xc.T @ yc) ** 2
+    return float(1.0 - hsic / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc)))
+
+
+def reference_cosine(x: np.ndarray, y: np.ndarray) -> float:
+    """``1 - <X, Y>_F / (||X||_F ||Y||_F)`` on the uncentred activations, neuron by neuron."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return float(1.0 - np.sum(x * y) / (np.linalg.norm(x) * np.linalg.norm(y)))
+
+
+def reference_euclidean(x: np.ndarray, y: np.ndarray) -> float:
+    """``sqrt(||X - Y||_F^2 / n_datapoints)``: root-mean-square distance between datapoints."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return float(np.sqrt(np.sum((x - y) ** 2) / x.shape[0]))

@@ -9,13 +9,7 @@ import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cca_scale.core.pairs import (
-    CCA_METRICS,
-    DEFAULT_EPSILON,
-    check_epsilon,
-    check_keep,
-    check_metric,
-)
+from cca_scale.core.registry import DEFAULT_EPSILON, check_epsilon, check_metric, get_metric
 from cca_scale.core.validation import resolve_dtype
 from cca_scale.errors import CcaScaleError
 
@@ -136,10 +130,8 @@ class ComparisonRequest:
                 f"{against_layer!r}."
             )
         req = cls(layer=layer, **options)
-        check_metric(req.metric, req.variant)
-        if req.metric == "svcca":
-            check_keep(req.keep)
-        check_epsilon(req.epsilon)
+        check_metric(req.metric, req.variant).check_options(keep=req.keep)
+        check_epsilon(req.epsilon)  # whatever the metric: the request records a float
         return cls(
             **{**asdict(req),
                "networks": _check_selection(req.networks, "networks"),
@@ -159,14 +151,14 @@ class ComparisonRequest:
     @property
     def needs_overdetermined(self) -> bool:
         """CCA-family metrics refuse ``n_datapoints <= n_neurons`` unless opted in."""
-        return self.metric in CCA_METRICS and not self.allow_underdetermined
+        return get_metric(self.metric).cca_family and not self.allow_underdetermined
 
     def output_params(self, n_datapoints: int) -> dict:
         """The parameters an output records; a rerun must match them to resume."""
+        used = get_metric(self.metric).used_options(variant=self.variant, keep=self.keep,
+                                                    epsilon=self.epsilon)
         return {
-            "metric": self.metric, "variant": self.variant if self.metric == "pwcca" else None,
-            "keep": self.keep if self.metric == "svcca" else None,
-            "epsilon": self.epsilon if (self.metric, self.variant) == ("pwcca", "svcca") else None,
+            "metric": self.metric, **used,
             "layer": self.layer, "against_layer": self.against_layer, "networks": self.networks,
             "against": self.against, "step": self.step, "against_step": self.against_step,
             "timestep": self.timestep, "dtype": self.dtype, "rtol": self.rtol,

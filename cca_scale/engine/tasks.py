@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from cca_scale.core.basis import Basis, BasisAccumulator
-from cca_scale.core.pairs import SvccaSide, pair_distances, svcca_rank
+from cca_scale.core.registry import get_metric
 from cca_scale.core.validation import describe
 from cca_scale.engine.output import read_tile_arrays, write_tile_arrays
 from cca_scale.engine.tiles import Tile
@@ -74,11 +74,6 @@ class TileSummary:
     finished: float = 0.0
 
 
-def _truncated(basis: Basis, k: int) -> Basis:
-    return Basis(q=None, s=basis.s[:k], vt=basis.vt[:k], mean=basis.mean,
-                 n_datapoints=basis.n_datapoints, rtol=basis.rtol)
-
-
 def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) -> TileSummary:
     """Compute and write one tile: all its pairs from one stacked cross product.
 
@@ -109,14 +104,13 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
     gemm_flops = 0.0
     pairs = 0
     if todo.any():
-        svcca = spec.metric == "svcca"
-        kernel_metric = "mean_cca" if svcca else spec.metric
+        info = get_metric(spec.metric)
+        options = info.kernel_options(variant=spec.variant, keep=spec.keep, epsilon=spec.epsilon)
 
         def on_device(bases):
             out = []
             for b in bases:
-                if svcca:
-                    b = _truncated(b, svcca_rank(b.s, spec.keep))
+                b = info.prepare(b, options)  # e.g. SVCCA's top directions
                 b = Basis(q=None, s=b.s.astype(dtype), vt=b.vt.astype(dtype),
                           mean=b.mean.astype(dtype), n_datapoints=b.n_datapoints, rtol=b.rtol)
                 out.append(b.to(xp))
@@ -149,17 +143,13 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
             timings["gemm"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        sides_r = sides_c = None
-        if spec.metric == "pwcca" and spec.variant == "svcca":
-            sides_r = [SvccaSide.of(b, spec.epsilon) for b in r_bases]
-            sides_c = sides_r if same else [SvccaSide.of(b, spec.epsilon) for b in c_bases]
+        sides_r = [info.side_of(b, options) for b in r_bases]  # once per layer, e.g. SvccaSide
+        sides_c = sides_r if same else [info.side_of(b, options) for b in c_bases]
         both = tile.mirrored
         for i, j in zip(*np.nonzero(todo)):
             c_ij = cross[r_off[i]:r_off[i + 1], c_off[j]:c_off[j + 1]]
-            sides = None if sides_r is None else (sides_r[i], sides_c[j])
-            res = pair_distances(c_ij, r_bases[i], c_bases[j], metric=kernel_metric,
-                                 variant=spec.variant, keep=spec.keep, epsilon=spec.epsilon,
-                                 sides=sides, both=both)
+            res = info.pair(c_ij, r_bases[i], c_bases[j], options, sides=(sides_r[i], sides_c[j]),
+                            both=both)
             self_pair = tile.diagonal and i == j  # d = 0 by definition, not by CCA
             flag = res.ill_posed and not self_pair
             _put(block, i, j, 0.0 if self_pair else res.forward, res.rank_a, res.rank_b,

@@ -1,0 +1,347 @@
+"""Pair kernels: one pair of prepared layers, given their cross product ``Q_a.T @ Q_b``.
+
+Everything here works on (rank x rank) matrices; the only datapoint-sized work of a pair is the GEMM
+that forms the cross product, done by the caller (:func:`~cca_scale.core.pairs.compare` for one
+pair, the engine's tiles for many at once). Each metric of the registry
+(:mod:`cca_scale.core.registry`) names its kernel here, with the signature
+``kernel(cross, a, b, *, <its options>, both) -> PairResult``, and optionally a per-layer step run
+once per layer before it (``prepare_basis``, ``side``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from cca_scale.core.basis import Basis, _host
+
+__all__ = [
+    "DEFAULT_EPSILON",
+    "PairResult",
+    "SvccaSide",
+    "cka_kernel",
+    "cosine_kernel",
+    "euclidean_kernel",
+    "ill_posed",
+    "ill_posed_message",
+    "mean_cca_kernel",
+    "projection_weights",
+    "pwcca_kernel",
+    "pwcca_side",
+    "stable_pwcca_similarity",
+    "svcca_basis",
+    "svcca_kernel",
+    "svcca_rank",
+]
+
+DEFAULT_EPSILON = 1e-10  # what the original implementation's tutorials pass
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """Distances between two prepared layers, in both directions, with diagnostics.
+
+    ``forward = d(a, b)`` uses ``a``'s projection weights; ``backward = d(b, a)`` uses ``b``'s.
+    Metrics that are symmetric give the same number twice. ``rank_a``/``rank_b`` are the numbers of
+    directions compared (SVCCA's kept ``k``, else the kept rank); ``rho_max``/``rho_min`` the
+    largest and smallest canonical correlation. ``ill_posed``: the CCA of this pair is ill-posed
+    (:func:`ill_posed`); always False for cka, cosine and euclidean.
+    """
+
+    forward: float
+    backward: float
+    rank_a: int
+    rank_b: int
+    rho_max: float
+    rho_min: float
+    ill_posed: bool = False
+
+
+def ill_posed(rank_a: int, rank_b: int, n_datapoints: int) -> bool:
+    """CCA is ill-posed when ``rank_a + rank_b > n_datapoints - 1``.
+
+    Centred layers live in the ``n_datapoints - 1`` dimensions orthogonal to the constant, so their
+    spans then share at least ``rank_a + rank_b - (n_datapoints - 1)`` directions: that many
+    canonical correlations are 1 whatever the data, and PWCCA's weights depend on an arbitrary
+    basis inside that block.
+    """
+    return rank_a + rank_b > n_datapoints - 1
+
+
+def ill_posed_message(rank_a: int, rank_b: int, n_datapoints: int, what: str = "this pair") -> str:
+    forced = rank_a + rank_b - (n_datapoints - 1)
+    return (
+        f"CCA is ill-posed for {what}: rank_x + rank_y = {rank_a} + {rank_b} = {rank_a + rank_b} "
+        f"> n_datapoints - 1 = {n_datapoints - 1}, so at least {forced} canonical "
+        f"correlation{'s are' if forced > 1 else ' is'} 1 whatever the data, and PWCCA's weights "
+        "depend on an arbitrary basis inside that block. Use more datapoints (many times the "
+        "neuron count), fewer neurons, or SVCCA with fewer kept directions (keep=k)."
+    )
+
+
+@dataclass(frozen=True)
+class SvccaSide:
+    """What the svcca variant needs of one layer, computed once per layer (NumPy float64).
+
+    The original rescales the layer's covariance by its largest |entry| and keeps the neurons whose
+    rescaled variance is at least ``epsilon``. Here that block is held factored, from the basis
+    (``X - mean = q @ r``): ``coords = r[:, kept]`` (the kept neurons in the basis) and
+    ``coords / sqrt((n - 1) * cmax) = u_r @ diag(s) @ wt``, cut at the basis' rank tolerance, so
+    ``S_kept = wt.T @ diag(s**2) @ wt`` exactly and its null directions (duplicated or collinear
+    neurons) are exact zeros rather than rounding. ``shrink = s / sqrt(s**2 + epsilon)`` is what
+    the original's ridge does to each direction.
+    """
+
+    kept: np.ndarray  # (n_neurons,) bool
+    coords: np.ndarray  # (basis rank, n_kept)
+    u_r: np.ndarray  # (basis rank, rank)
+    wt: np.ndarray  # (rank, n_kept)
+    shrink: np.ndarray  # (rank,)
+    mean: np.ndarray  # (n_kept,)
+    n_datapoints: int
+
+    @property
+    def n_kept(self) -> int:
+        return int(self.coords.shape[1])
+
+    @property
+    def rank(self) -> int:
+        """Directions of the kept neurons above the rank tolerance."""
+        return int(self.shrink.shape[0])
+
+    @classmethod
+    def of(cls, basis: Basis, epsilon: float = DEFAULT_EPSILON) -> "SvccaSide":
+        r = _host(basis.r).astype(np.float64)
+        n = basis.n_datapoints
+        cmax = np.max(np.abs(r.T @ r)) / (n - 1)
+        kept = np.sum(r * r, axis=0) / ((n - 1) * cmax) >= epsilon
+        coords = r[:, kept]
+        u_r, s, wt = np.linalg.svd(coords / np.sqrt((n - 1) * cmax), full_matrices=False)
+        good = s > basis.rtol * s[0]
+        s = s[good]
+        return cls(kept=kept, coords=coords, u_r=u_r[:, good], wt=wt[good],
+                   shrink=s / np.sqrt(s * s + epsilon),
+                   mean=_host(basis.mean).astype(np.float64)[kept], n_datapoints=n)
+
+
+def svcca_rank(s, keep) -> int:
+    """Number of top SVD directions SVCCA keeps, from singular values ``s`` (descending).
+
+    ``keep`` an int: ``min(keep, len(s))``. A float: the smallest ``k`` whose squared singular
+    values (variance) reach that fraction of the total.
+    """
+    s = _host(s)
+    if isinstance(keep, (int, np.integer)):
+        return int(min(keep, s.shape[0]))
+    energy = np.cumsum(s.astype(np.float64) ** 2)
+    return int(min(np.searchsorted(energy, keep * energy[-1] * (1 - 1e-12)) + 1, s.shape[0]))
+
+
+def stable_pwcca_similarity(x: SvccaSide, y: SvccaSide,
+                            cross) -> tuple[float, int, int, np.ndarray]:
+    """The original's PWCCA (see :func:`original_pwcca_similarity`), computed stably from bases.
+
+    ``cross`` is ``q_x.T @ q_y`` of the two bases (shape (basis rank x, basis rank y)). Returns
+    ``(similarity, n_kept_x, n_kept_y, rho)`` with ``rho`` of length ``min(n_kept_x, n_kept_y)``,
+    the weights' length. The same quantity as the original in exact arithmetic, without its
+    unstable steps: the ridged inverse square root is applied in the eigenbasis of each side's
+    kept covariance (``(s**2 + epsilon)**-1/2``, never a pseudo-inverse of a nearly singular
+    matrix), null directions of a side (duplicated or collinear neurons, below the basis' rank
+    tolerance) are exact zeros on both sides, so ``rho = svd(diag(shrink_x) u_rx.T cross u_ry
+    diag(shrink_y))`` lies in [0, 1], and the directions are orthonormalised by a QR in the
+    (rank + 1)-dimensional span of the centred neurons and the constant, not through a Gram matrix.
+
+    Where neither side has null directions this matches the original to about 1e-12 (its SVD is
+    taken of the same matrix in the same neuron coordinates, so LAPACK gives the same signs).
+    Where one has, the original's value depends on rounding (its SVD's signs are decided by
+    rounding noise in the null rows): here each singular vector's largest entry is made positive,
+    correlations beyond ``min(rank_x, rank_y)`` are exactly 0, the canonical directions of the
+    weighting side with correlation 0 are ordered by the variance they carry, and a null direction
+    ``c`` contributes only its added mean (``(Z - mean) @ c = 0``), so after the first one they are
+    linearly dependent and get weight 0, as they do in exact arithmetic.
+    """
+    cross = _host(cross).astype(np.float64)
+    core = x.shrink[:, None] * (x.u_r.T @ cross @ y.u_r) * y.shrink[None, :]
+    k = min(x.n_kept, y.n_kept)
+    x_side = x.n_kept <= y.n_kept
+    side = x if x_side else y
+    if x.rank == x.n_kept and y.rank == y.n_kept:
+        u, rho, vh = np.linalg.svd(x.wt.T @ core @ y.wt)  # the original's matrix and signs
+        coef = u if x_side else vh.T
+    else:
+        u, rho, vh = np.linalg.svd(core)
+        rot = u if x_side else vh.T
+        q = rho.shape[0]
+        coef = _canonical_signs(side.wt.T @ rot[:, :q])
+        if rot.shape[1] > q:  # directions of the weighting side with no partner: correlation 0
+            rest = side.wt.T @ rot[:, q:]
+            load = rest.T @ (side.coords.T @ (side.coords @ rest))
+            _, order = np.linalg.eigh((load + load.T) / 2)
+            coef = np.concatenate([coef, _canonical_signs(rest @ order[:, ::-1])], axis=1)
+        rho = np.concatenate([rho, np.zeros(k - q)])
+    rho = np.clip(np.abs(rho[:k]), 0.0, 1.0)
+    weights = _original_weights(side, coef[:, :side.rank])
+    return float(np.sum(weights * rho)), x.n_kept, y.n_kept, rho
+
+
+def _canonical_signs(v: np.ndarray) -> np.ndarray:
+    """Each column's largest-magnitude entry made positive."""
+    pick = v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])]
+    return v * np.where(pick < 0, -1.0, 1.0)[None, :]
+
+
+def _original_weights(side: SvccaSide, coef: np.ndarray) -> np.ndarray:
+    """The original's projection weights, length ``side.n_kept``, from its directions ``coef``.
+
+    ``coef`` (n_kept, m) holds the directions that carry variance, in the original's order; the
+    original's direction ``i`` is ``M_i = (Z - mean) @ coef_i + mean_i`` (the MEAN OF NEURON ``i``
+    added, as the original does). With ``Z - mean = q @ coords`` and ``q`` orthogonal to the
+    constant, ``M = [q, 1/sqrt(n)] @ S`` with ``S = [coords @ coef; sqrt(n) mean]``, so the
+    original's ``QR(M)`` and projections onto ``Z`` are a QR of the small ``S``. Directions ``i >=
+    m`` (null: ``(Z - mean) @ c = 0``) are ``mean_i`` times the constant: the first with a non-zero
+    mean adds the constant's direction, the others are dependent and get weight 0.
+    """
+    n = side.n_datapoints
+    root_n = np.sqrt(n)
+    m = coef.shape[1]
+    cols = np.vstack([side.coords @ coef, root_n * side.mean[None, :m]])
+    nonzero = np.flatnonzero(side.mean[m:] != 0)
+    extra = None
+    if nonzero.size:
+        extra = m + int(nonzero[0])
+        constant = np.zeros((cols.shape[0], 1))
+        constant[-1, 0] = root_n * side.mean[extra]
+        cols = np.hstack([cols, constant])
+    p, _ = np.linalg.qr(cols)
+    neurons = np.vstack([side.coords, root_n * side.mean[None, :]])  # Z in [q, 1/sqrt(n)]
+    sums = np.sum(np.abs(p.T @ neurons), axis=1)
+    weights = np.zeros(side.n_kept)
+    weights[:m] = sums[:m]
+    if extra is not None:
+        weights[extra] = sums[m]
+    return weights / weights.sum()
+
+
+def projection_weights(projections):
+    """The paper's weights ``alpha_i``, proportional to ``sum_j |projections[i, j]|``, summing to 1.
+
+    ``projections[i, j] = <h_i, z_j>``: canonical variate ``i`` against centred neuron ``j``.
+    """
+    xp = array_namespace(projections)
+    alpha = xp.sum(xp.abs(projections), axis=1)
+    return alpha / xp.sum(alpha)
+
+
+def _weighted_mean(projections, rho) -> float:
+    """``sum_i alpha_i rho_i`` with the :func:`projection_weights` of ``projections``."""
+    xp = array_namespace(projections)
+    return float(xp.sum(projection_weights(projections) * rho))
+
+
+# -- per-layer steps, run once per layer before the pair kernel ----------------------------------
+
+def svcca_basis(basis: Basis, *, keep) -> Basis:
+    """SVCCA's per-layer step: the basis cut to its top :func:`svcca_rank` directions.
+
+    The leading directions of ``basis`` (its columns are in descending order of singular value), so
+    the cross product of two cut bases is the leading block of the uncut bases' cross product.
+    """
+    k = svcca_rank(basis.s, keep)
+    return Basis(q=None if basis.q is None else basis.q[:, :k], s=basis.s[:k], vt=basis.vt[:k],
+                 mean=basis.mean, n_datapoints=basis.n_datapoints, rtol=basis.rtol)
+
+
+def pwcca_side(basis: Basis, *, variant: str, epsilon: float) -> "SvccaSide | None":
+    """PWCCA's per-layer factors: a :class:`SvccaSide` for the svcca variant, else None."""
+    return SvccaSide.of(basis, epsilon) if variant == "svcca" else None
+
+
+# -- pair kernels: (cross, a, b, *, options, both) -> PairResult, on prepared bases --------------
+
+def pwcca_kernel(cross, a: Basis, b: Basis, *, variant: str = "paper",
+                 epsilon: float = DEFAULT_EPSILON, sides=None, both: bool = True) -> PairResult:
+    """PWCCA in both directions: the paper's (one SVD) or the original implementation's.
+
+    ``sides``: the two layers' :func:`pwcca_side` (computed here when not given); ``both=False``
+    leaves ``backward`` NaN.
+    """
+    n = a.n_datapoints
+    if variant == "paper":
+        xp = array_namespace(cross)
+        u, rho, vt = xp.linalg.svd(cross, full_matrices=False)
+        rho = xp.clip(rho, 0.0, 1.0)
+        forward = 1.0 - _weighted_mean(u.T @ a.r, rho)
+        backward = 1.0 - _weighted_mean(vt @ b.r, rho) if both else float("nan")
+        return PairResult(forward, backward, a.rank, b.rank, float(rho[0]), float(rho[-1]),
+                          ill_posed(a.rank, b.rank, n))
+    side_a, side_b = sides if sides is not None else (SvccaSide.of(a, epsilon),
+                                                       SvccaSide.of(b, epsilon))
+    sim_ab, nx, ny, rho = stable_pwcca_similarity(side_a, side_b, cross)
+    sim_ba = (stable_pwcca_similarity(side_b, side_a, _host(cross).T)[0]
+              if both else float("nan"))
+    return PairResult(1.0 - sim_ab, 1.0 - sim_ba, nx, ny, float(rho[0]), float(rho[-1]),
+                      ill_posed(a.rank, b.rank, n))
+
+
+def mean_cca_kernel(cross, a: Basis, b: Basis, *, both: bool = True) -> PairResult:
+    """``1 - mean(rho)`` over all canonical correlations."""
+    xp = array_namespace(cross)
+    rho = xp.linalg.svdvals(cross)
+    d = 1.0 - float(xp.mean(xp.clip(rho, 0.0, 1.0)))
+    return PairResult(d, d, a.rank, b.rank, float(rho[0]), float(rho[-1]),
+                      ill_posed(a.rank, b.rank, a.n_datapoints))
+
+
+def svcca_kernel(cross, a: Basis, b: Basis, *, keep, both: bool = True) -> PairResult:
+    """SVCCA on bases already cut to their top directions (:func:`svcca_basis`, where ``keep``
+    applies): the mean CCA of those directions."""
+    return mean_cca_kernel(cross, a, b, both=both)
+
+
+# Linear CKA, cosine and Euclidean distance from the bases and their cross product. With
+# ``X = Q diag(s) vt + 1 mean^T`` (the columns of ``Q`` sum to zero):
+# ``||Xc^T Yc||_F = ||diag(s_a) C diag(s_b)||_F`` and
+# ``tr(X^T Y) = sum((diag(s_a) C diag(s_b)) * (vt_a vt_b^T)) + n mean_a . mean_b``.
+
+def cka_kernel(cross, a: Basis, b: Basis, *, both: bool = True) -> PairResult:
+    """``1 - linear CKA``: ``||Xc^T Yc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)``."""
+    xp = array_namespace(cross)
+    num = xp.sum((a.s[:, None] * cross * b.s[None, :]) ** 2)
+    return _symmetric(1.0 - float(num / (xp.sqrt(xp.sum(a.s**4)) * xp.sqrt(xp.sum(b.s**4)))),
+                      a, b)
+
+
+def cosine_kernel(cross, a: Basis, b: Basis, *, both: bool = True) -> PairResult:
+    """``1 - tr(X^T Y) / (||X||_F ||Y||_F)`` on the uncentred activations."""
+    xp = array_namespace(cross)
+    n = a.n_datapoints
+    xy = _centred_inner(cross, a, b) + n * xp.sum(a.mean * b.mean)
+    xx = xp.sum(a.s**2) + n * xp.sum(a.mean**2)
+    yy = xp.sum(b.s**2) + n * xp.sum(b.mean**2)
+    return _symmetric(1.0 - float(xy / xp.sqrt(xx * yy)), a, b)
+
+
+def euclidean_kernel(cross, a: Basis, b: Basis, *, both: bool = True) -> PairResult:
+    """``sqrt(||X - Y||_F^2 / n_datapoints)``.
+
+    ``||X - Y||^2 = ||Xc - Yc||^2 + n ||mean_x - mean_y||^2``, the mean part as an exact difference.
+    The centred part cancels for nearly equal layers: absolute error ~ sqrt(eps) * ||Xc||.
+    """
+    xp = array_namespace(cross)
+    n = a.n_datapoints
+    sq = xp.sum(a.s**2) + xp.sum(b.s**2) - 2 * _centred_inner(cross, a, b)
+    d = float(xp.sqrt((xp.clip(sq, 0.0, None) + n * xp.sum((a.mean - b.mean) ** 2)) / n))
+    return _symmetric(d, a, b)
+
+
+def _centred_inner(cross, a: Basis, b: Basis):
+    """``tr(Xc^T Yc)``."""
+    xp = array_namespace(cross)
+    return xp.sum(a.s[:, None] * cross * b.s[None, :] * (a.vt @ b.vt.T))
+
+
+def _symmetric(d: float, a: Basis, b: Basis) -> PairResult:
+    """A symmetric metric without canonical correlations: ``d`` both ways."""
+    return PairResult(d, d, a.rank, b.rank, float("nan"), float("nan"))
