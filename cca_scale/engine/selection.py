@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cca_scale.core.pairs import ALIGNED_METRICS, check_aligned
+from cca_scale.core.registry import check_aligned, get_metric
 from cca_scale.core.validation import check_overdetermined
 from cca_scale._json import info_to_records
 from cca_scale.errors import CcaScaleError, LayerNotFoundError
@@ -201,7 +201,7 @@ def resolve_request(store, req) -> Resolved:
     if req.needs_overdetermined:
         for reader in resolved.readers:
             check_overdetermined(int(reader.shape[0]), int(reader.shape[1]), who=_who(reader))
-    if req.metric in ALIGNED_METRICS:
+    if get_metric(req.metric).aligned:
         widths = sorted({int(r.shape[1]) for r in resolved.readers})
         check_aligned(req.metric, widths[0], widths[-1])
     return resolved
