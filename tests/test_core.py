@@ -1,5 +1,7 @@
 """Core math: the fast prepared path against covariance-based references, and stated properties."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -198,7 +200,7 @@ def test_streamed_basis_equals_in_memory_basis(rng):
             acc.update(arr[start:start + 137])
         basis = acc.finalize()
         assert basis.q is None and basis.n_datapoints == len(arr)
-        streamed.append(basis.with_q(basis.project(arr)))
+        streamed.append(dataclasses.replace(basis, q=basis.project(arr)))
     np.testing.assert_allclose(streamed[0].s, full_x.s, rtol=1e-10)
     np.testing.assert_allclose(streamed[0].mean, full_x.mean, atol=1e-12)
     np.testing.assert_allclose(streamed[0].q.T @ streamed[0].q, np.eye(12), atol=1e-10)

@@ -278,8 +278,9 @@ class SignalNoiseSplit:
 
 
 def _to_host(a) -> np.ndarray:
-    get = getattr(a, "get", None)
-    return np.asarray(get() if callable(get) else a, dtype=np.float64)
+    from cca_scale.core.backend import to_host
+
+    return to_host(a).astype(np.float64, copy=False)
 
 
 def _mean_rho(a, b, **kwargs) -> float:

@@ -9,11 +9,12 @@ serves SVCCA (its top-``k`` directions are the first ``k`` columns).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_cupy_array
+from array_api_compat import array_namespace
 
+from cca_scale.core.backend import r_factor, to_host
 from cca_scale.core.validation import (
     check_activations,
     constant_layer_error,
@@ -98,40 +99,15 @@ class Basis:
         """Orthonormal coordinates of datapoints: ``(x - mean) @ whitener``, shape (n, rank)."""
         return (x - self.mean[None, :]) @ self.whitener
 
-    def with_q(self, q) -> "Basis":
-        return Basis(q=q, s=self.s, vt=self.vt, mean=self.mean,
-                     n_datapoints=self.n_datapoints, rtol=self.rtol)
-
     def to(self, xp) -> "Basis":
         """The same basis with every array moved to the array module ``xp`` (e.g. NumPy -> CuPy)."""
         # xp.asarray does not copy an array already in xp; NumPy needs CuPy arrays brought home.
-        move = (lambda a: np.asarray(_host(a))) if xp is np else xp.asarray
+        move = (lambda a: np.asarray(to_host(a))) if xp is np else xp.asarray
         return Basis(
             q=None if self.q is None else move(self.q), s=move(self.s), vt=move(self.vt),
             mean=move(self.mean), n_datapoints=self.n_datapoints, rtol=self.rtol,
         )
 
-    @property
-    def nbytes(self) -> int:
-        arrays = (self.s, self.vt, self.mean) + (() if self.q is None else (self.q,))
-        return int(sum(a.size * a.dtype.itemsize for a in arrays))
-
-
-def _r_factor(x):
-    """The ``R`` of a QR factorisation, without forming ``Q`` (half the work of a reduced QR).
-
-    Array API ``qr`` has no ``mode='r'``; NumPy's and CuPy's own ``linalg.qr`` both do.
-    """
-    if is_cupy_array(x):
-        import cupy
-
-        return cupy.linalg.qr(x, mode="r")
-    return np.linalg.qr(x, mode="r")
-
-
-def _host(a):
-    """A NumPy copy of a NumPy or CuPy array."""
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
 
 
 def _truncate(u, s, vt, rtol: float, who: str):
@@ -225,21 +201,16 @@ class BasisAccumulator:
         if b == 0:
             return
         mu_b = xp.mean(chunk, axis=0)
-        r_b = _r_factor(chunk - mu_b[None, :])
+        r_b = r_factor(chunk - mu_b[None, :])
         if self.n == 0:
             self.n, self.mean, self.r = b, mu_b, r_b
             return
         n = self.n + b
         shift = ((self.n * b / n) ** 0.5) * (mu_b - self.mean)
         stacked = xp.concat([self.r, r_b, shift[None, :]], axis=0)
-        self.r = _r_factor(stacked)
+        self.r = r_factor(stacked)
         self.mean = self.mean + (b / n) * (mu_b - self.mean)
         self.n = n
-
-    def extend(self, chunks: Iterable) -> "BasisAccumulator":
-        for chunk in chunks:
-            self.update(chunk)
-        return self
 
     def finalize(self) -> Basis:
         """The basis of everything added so far (``q=None``)."""

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from array_api_compat import array_namespace
 
-from cca_scale.core.basis import Basis, _host
+from cca_scale.core.backend import to_host
+from cca_scale.core.basis import Basis
 
 __all__ = [
     "DEFAULT_EPSILON",
@@ -113,7 +114,7 @@ class SvccaSide:
 
     @classmethod
     def of(cls, basis: Basis, epsilon: float = DEFAULT_EPSILON) -> "SvccaSide":
-        r = _host(basis.r).astype(np.float64)
+        r = to_host(basis.r).astype(np.float64)
         n = basis.n_datapoints
         cmax = np.max(np.abs(r.T @ r)) / (n - 1)
         kept = np.sum(r * r, axis=0) / ((n - 1) * cmax) >= epsilon
@@ -123,7 +124,7 @@ class SvccaSide:
         s = s[good]
         return cls(kept=kept, coords=coords, u_r=u_r[:, good], wt=wt[good],
                    shrink=s / np.sqrt(s * s + epsilon),
-                   mean=_host(basis.mean).astype(np.float64)[kept], n_datapoints=n)
+                   mean=to_host(basis.mean).astype(np.float64)[kept], n_datapoints=n)
 
 
 def svcca_rank(s, keep) -> int:
@@ -132,7 +133,7 @@ def svcca_rank(s, keep) -> int:
     ``keep`` an int: ``min(keep, len(s))``. A float: the smallest ``k`` whose squared singular
     values (variance) reach that fraction of the total.
     """
-    s = _host(s)
+    s = to_host(s)
     if isinstance(keep, (int, np.integer)):
         return int(min(keep, s.shape[0]))
     energy = np.cumsum(s.astype(np.float64) ** 2)
@@ -162,7 +163,7 @@ def stable_pwcca_similarity(x: SvccaSide, y: SvccaSide,
     ``c`` contributes only its added mean (``(Z - mean) @ c = 0``), so after the first one they are
     linearly dependent and get weight 0, as they do in exact arithmetic.
     """
-    cross = _host(cross).astype(np.float64)
+    cross = to_host(cross).astype(np.float64)
     core = x.shrink[:, None] * (x.u_r.T @ cross @ y.u_r) * y.shrink[None, :]
     k = min(x.n_kept, y.n_kept)
     x_side = x.n_kept <= y.n_kept
@@ -279,7 +280,7 @@ def pwcca_kernel(cross, a: Basis, b: Basis, *, variant: str = "paper",
     side_a, side_b = sides if sides is not None else (SvccaSide.of(a, epsilon),
                                                        SvccaSide.of(b, epsilon))
     sim_ab, nx, ny, rho = stable_pwcca_similarity(side_a, side_b, cross)
-    sim_ba = (stable_pwcca_similarity(side_b, side_a, _host(cross).T)[0]
+    sim_ba = (stable_pwcca_similarity(side_b, side_a, to_host(cross).T)[0]
               if both else float("nan"))
     return PairResult(1.0 - sim_ab, 1.0 - sim_ba, nx, ny, float(rho[0]), float(rho[-1]),
                       ill_posed(a.rank, b.rank, n))

@@ -8,7 +8,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from cca_scale.core.basis import Basis, _host, prepare
+from cca_scale.core.backend import to_host
+from cca_scale.core.basis import Basis, prepare
 from cca_scale.core.kernels import (
     DEFAULT_EPSILON,
     SvccaSide,
@@ -213,7 +214,7 @@ def _original_pwcca_distance(x, y, *, epsilon: float, allow_underdetermined: boo
     the engine uses and which stands in where the original is undefined.
     """
     x, y = check_pair(x, y, dtype="float64", allow_underdetermined=allow_underdetermined)
-    x, y = _host(x), _host(y)
+    x, y = to_host(x), to_host(y)
     for arr, name in ((x, "x"), (y, "y")):
         check_not_constant(arr, name=name)
     kw = dict(allow_underdetermined=True)

@@ -1,0 +1,45 @@
+"""The one place that knows about CuPy: array modules by name, host transfers, synchronisation
+and the R-only QR. Everything else works on whatever array module ``xp`` it is handed
+(``array_api_compat.array_namespace``), with one code path for NumPy and CuPy; CuPy is imported
+only when a CuPy backend or array is actually used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from array_api_compat import is_cupy_array
+
+__all__ = ["BACKENDS", "array_module", "r_factor", "synchronize", "to_host"]
+
+#: Array backends, by name: NumPy on CPUs, CuPy on CUDA GPUs.
+BACKENDS = ("numpy", "cupy")
+
+
+def array_module(backend: str) -> Any:
+    """The array module of a backend name (``'numpy'`` or ``'cupy'``)."""
+    if backend == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def to_host(a) -> np.ndarray:
+    """A NumPy array of a NumPy or CuPy array (a device-to-host copy for CuPy)."""
+    return a.get() if is_cupy_array(a) else np.asarray(a)
+
+
+def synchronize(xp) -> None:
+    """Wait for the device's queued work (timings); nothing to wait for with NumPy."""
+    if xp is not np:
+        xp.cuda.Stream.null.synchronize()
+
+
+def r_factor(x):
+    """The ``R`` of a QR factorisation, without forming ``Q`` (half the work of a reduced QR).
+
+    Array API ``qr`` has no ``mode='r'``; NumPy's and CuPy's own ``linalg.qr`` both do.
+    """
+    return array_module("cupy" if is_cupy_array(x) else "numpy").linalg.qr(x, mode="r")
