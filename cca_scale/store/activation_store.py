@@ -17,7 +17,6 @@ from typing import Any, Iterable
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
 
 from cca_scale.core.validation import describe, resolve_dtype
 from cca_scale.errors import (
@@ -27,13 +26,14 @@ from cca_scale.errors import (
     StoreConflictError,
     StoreError,
 )
-from cca_scale.store import documents, layout
-from cca_scale.store.location import Location, delete_node, move_node, node_exists
+from cca_scale.store import documents, layout, zarr_io
+from cca_scale.store.location import Location
 from cca_scale.store.names import check_attrs, check_name, check_step, check_timesteps_index
 from cca_scale.store.query import parse_query
 from cca_scale.store.reader import LayerReader
 from cca_scale.store.targets import check_output_target, creating, storage_errors
 from cca_scale.store.writer import LayerWriter, iter_batches
+from cca_scale.store.zarr_io import delete_node, move_node, node_exists
 
 __all__ = ["ActivationStore"]
 
@@ -525,7 +525,7 @@ class ActivationStore:
         DamagedStoreError
             The first damaged document or chunk found, with its path and what to do.
         """
-        present = set(sync(_list_prefix(self._root.store, f"{layout.NETWORKS}/")))
+        present = set(zarr_io.list_prefix(self._root.store, f"{layout.NETWORKS}/"))
         count = 0
         for network in self.networks(networks):
             for layer in self.layers(network):
@@ -576,9 +576,7 @@ class ActivationStore:
         zstore = self._location.zarr_store(read_only=True)
         now = time.time()
         entries = []
-        for name in sorted(sync(_list_dir(zstore, layout.STAGING))):
-            if name == "zarr.json":  # the staging group's own metadata
-                continue
+        for name in sorted(zarr_io.child_names(zstore, layout.STAGING)):
             path = f"{layout.STAGING}/{name}"
             if name.endswith("-replaced"):
                 stamp = name.split("-", 1)[0]
@@ -764,14 +762,6 @@ class ActivationStore:
                 delete_node(zstore, replaced)
 
 
-async def _list_prefix(zstore, prefix: str) -> list[str]:
-    return [key async for key in zstore.list_prefix(prefix)]
-
-
-async def _list_dir(zstore, prefix: str) -> list[str]:
-    return [name async for name in zstore.list_dir(prefix)]
-
-
 def _exists_error(network: str, layer: str, step: int | None) -> StoreConflictError:
     who = describe("acts", network=network, layer=layer)
     if step is not None:
@@ -800,15 +790,6 @@ def _open_root(location: Location, zstore, mode: str) -> zarr.Group:
     except Exception as exc:
         raise documents.damaged(where, f"Zarr cannot open the group ({type(exc).__name__}: "
                                        f"{exc})") from None
-
-
-def _child_names(zstore, prefix: str) -> list[str]:
-    async def collect():
-        return [name async for name in zstore.list_dir(prefix) if name != "zarr.json"]
-
-    return sync(collect())
-
-
 
 
 class _Transaction:
@@ -883,7 +864,7 @@ class _Transaction:
         if not overwrite and node_exists(zstore, layout.array_path(network, layer, step)):
             raise _exists_error(network, layer, step)
         if self._existing_networks is None:
-            self._existing_networks = _child_names(zstore, layout.NETWORKS)
+            self._existing_networks = zarr_io.child_names(zstore, layout.NETWORKS)
         _check_collision(self._existing_networks + self._order, network, "network")
         # A folder that lost its document is damage, not a new network or layer to create.
         documents.check_folder(zstore, self.store._location, layout.network_path(network),
@@ -891,7 +872,8 @@ class _Transaction:
         documents.check_folder(zstore, self.store._location, layout.layer_path(network, layer),
                                "layer")
         if node_exists(zstore, layout.network_path(network)):
-            _check_collision(_child_names(zstore, layout.network_path(network)), layer, "layer")
+            _check_collision(zarr_io.child_names(zstore, layout.network_path(network)), layer,
+                             "layer")
         _check_collision([k[1] for k in self._keys if k[0] == network], layer, "layer")
         writer = LayerWriter(root, network=network, layer=layer, step=step,
                              expected_n=self.expected_n if self.expected_n is not None else total,

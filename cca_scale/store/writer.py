@@ -20,7 +20,7 @@ from array_api_compat import is_cupy_array
 from cca_scale.core.validation import check_activations, describe
 from cca_scale.errors import ActivationError, StoreConflictError
 from cca_scale.store import layout
-from cca_scale.store.location import delete_node
+from cca_scale.store.zarr_io import delete_node
 
 __all__ = ["LayerWriter", "default_chunk_rows", "iter_batches", "storage_dtype", "to_array"]
 
