@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import numbers
 import os
 import threading
 import time
@@ -28,7 +27,15 @@ from cca_scale.errors import (
 )
 from cca_scale.store import documents, layout, zarr_io
 from cca_scale.store.location import Location
-from cca_scale.store.names import check_attrs, check_name, check_step, check_timesteps_index
+from cca_scale.store.names import (
+    check_attrs,
+    check_chunk_rows,
+    check_fingerprint,
+    check_n_datapoints,
+    check_name,
+    check_step,
+    check_timesteps_index,
+)
 from cca_scale.store.query import parse_query
 from cca_scale.store.reader import LayerReader
 from cca_scale.store.targets import check_output_target, creating, storage_errors
@@ -58,39 +65,6 @@ def _iso(ns: int | None = None) -> str:
 def _some(names: list[str], limit: int = 10) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _check_n_datapoints(n: Any) -> int | None:
-    if n is None:
-        return None
-    if isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)) and n >= 2:
-        return int(n)
-    raise StoreError(
-        f"The 'n_datapoints' parameter must be None or an integer >= 2. Got {n!r} instead."
-    )
-
-
-def _check_fingerprint(fingerprint: Any) -> str | None:
-    if fingerprint is None:
-        return None
-    if isinstance(fingerprint, str) and fingerprint and fingerprint.isprintable():
-        return fingerprint
-    raise StoreError(
-        "The 'fingerprint' parameter must be None or a non-empty printable string identifying "
-        f"the dataset (e.g. 'cifar10-test-10k'). Got {fingerprint!r} instead."
-    )
-
-
-def _check_chunk_rows(chunk_rows: Any) -> int | None:
-    if chunk_rows is None:
-        return None
-    if (isinstance(chunk_rows, numbers.Integral) and not isinstance(chunk_rows, bool)
-            and chunk_rows >= 1):
-        return int(chunk_rows)
-    raise StoreError(
-        "The 'chunk_rows' parameter must be None or a positive integer. "
-        f"Got {chunk_rows!r} instead."
-    )
 
 
 def _check_collision(existing: Iterable[str], name: str, kind: str) -> None:
@@ -180,8 +154,8 @@ class ActivationStore:
         StoreError
             A parameter is invalid.
         """
-        n_datapoints = _check_n_datapoints(n_datapoints)
-        fingerprint = _check_fingerprint(fingerprint)
+        n_datapoints = check_n_datapoints(n_datapoints)
+        fingerprint = check_fingerprint(fingerprint)
         location = Location.from_user(path, storage_options)
         state = check_output_target(location, kind="activations")
         if state == "ours" and not overwrite:
@@ -673,17 +647,17 @@ class ActivationStore:
     def _record_datapoints(self, n_datapoints: int, fingerprint: str | None = None) -> None:
         """Fix the datapoint count of a store created without one (single writer). Private."""
         self._check_writable()
-        n_datapoints = _check_n_datapoints(n_datapoints)
+        n_datapoints = check_n_datapoints(n_datapoints)
         meta = self._meta()
         if meta.get("n_datapoints") is None:
             meta = {**meta, "n_datapoints": n_datapoints,
-                    "fingerprint": meta.get("fingerprint") or _check_fingerprint(fingerprint)}
+                    "fingerprint": meta.get("fingerprint") or check_fingerprint(fingerprint)}
             self._root.update_attributes({layout.KEY: meta})
 
     def _transaction(self, *, fingerprint: str | None = None) -> "_Transaction":
         """Stage several layers and commit them together (all or nothing). Package-private."""
         self._check_writable()
-        return _Transaction(self, fingerprint=_check_fingerprint(fingerprint))
+        return _Transaction(self, fingerprint=check_fingerprint(fingerprint))
 
     def _commit(self, tx: "_Transaction") -> None:
         zstore = self._root.store
@@ -852,7 +826,7 @@ class _Transaction:
         layer = check_name(layer, kind="layer")
         step = check_step(step)
         attrs = check_attrs(attrs)
-        chunk_rows = _check_chunk_rows(chunk_rows)
+        chunk_rows = check_chunk_rows(chunk_rows)
         dtype = None if dtype is None else resolve_dtype(dtype)
         key = (network, layer, step)
         if key in self._keys:
@@ -892,7 +866,7 @@ class _Transaction:
     def add(self, network: str, layer: str, acts: Any, *, chunk_rows: int | None = None,
             **kwargs: Any) -> LayerWriter:
         """Stage a whole layer (an array or an iterable of batches)."""
-        batches, total = iter_batches(acts, rows_hint=_check_chunk_rows(chunk_rows))
+        batches, total = iter_batches(acts, rows_hint=check_chunk_rows(chunk_rows))
         if getattr(acts, "ndim", None) != (3 if kwargs.get("timesteps") else 2):
             total = None  # the shape check comes first, in the writer
         writer = self.writer(network, layer, chunk_rows=chunk_rows, total=total, **kwargs)
