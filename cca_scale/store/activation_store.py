@@ -38,7 +38,12 @@ from cca_scale.store.names import (
 )
 from cca_scale.store.query import parse_query
 from cca_scale.store.reader import LayerReader
-from cca_scale.store.targets import check_output_target, creating, storage_errors
+from cca_scale.store.targets import (
+    check_output_target,
+    creating,
+    remove_written,
+    storage_errors,
+)
 from cca_scale.store.writer import LayerWriter, iter_batches
 from cca_scale.store.zarr_io import delete_node, move_node, node_exists
 
@@ -632,7 +637,7 @@ class ActivationStore:
         InvalidNameError
             A name outside the allowed form, or one differing from an existing one only by case.
         """
-        with self._transaction(fingerprint=fingerprint) as tx:
+        with self.transaction(fingerprint=fingerprint) as tx:
             tx.add(network, layer, acts, step=step, attrs=attrs, overwrite=overwrite,
                    chunk_rows=chunk_rows, dtype=dtype, timesteps=timesteps)
 
@@ -644,8 +649,23 @@ class ActivationStore:
         merged = {**(group.attrs.get("attrs") or {}), **attrs}
         group.update_attributes({"attrs": {k: v for k, v in merged.items() if v is not None}})
 
-    def _record_datapoints(self, n_datapoints: int, fingerprint: str | None = None) -> None:
-        """Fix the datapoint count of a store created without one (single writer). Private."""
+    # -- for cca_scale's own writers (ingest, capture); not part of the user API ----------------
+    def transaction(self, *, fingerprint: str | None = None) -> "_Transaction":
+        """Stage several layers and commit them together (all or nothing).
+
+        A context manager: layers staged with its ``writer`` / ``add`` land together when the
+        block ends without an error; on an error everything staged is deleted. Used by
+        :meth:`add`, :mod:`cca_scale.store.ingest` and :mod:`cca_scale.store.capture`.
+        """
+        self._check_writable()
+        return _Transaction(self, fingerprint=check_fingerprint(fingerprint))
+
+    def record_datapoints(self, n_datapoints: int, fingerprint: str | None = None) -> int:
+        """Fix the datapoint count (and fingerprint) of a store created without one.
+
+        Single writer. Nothing changes if a count is recorded already; returns the count the
+        store records now.
+        """
         self._check_writable()
         n_datapoints = check_n_datapoints(n_datapoints)
         meta = self._meta()
@@ -653,11 +673,18 @@ class ActivationStore:
             meta = {**meta, "n_datapoints": n_datapoints,
                     "fingerprint": meta.get("fingerprint") or check_fingerprint(fingerprint)}
             self._root.update_attributes({layout.KEY: meta})
+        return meta["n_datapoints"]
 
-    def _transaction(self, *, fingerprint: str | None = None) -> "_Transaction":
-        """Stage several layers and commit them together (all or nothing). Package-private."""
-        self._check_writable()
-        return _Transaction(self, fingerprint=check_fingerprint(fingerprint))
+    def delete_if_empty(self) -> bool:
+        """Delete the store if it holds no network (one just created for a write that failed).
+
+        Only what cca_scale wrote goes: the store's files, and its folder only if :meth:`create`
+        made that folder (an empty folder given by the user stays). Returns whether it did.
+        """
+        if self.networks():
+            return False
+        remove_written(self._location, keep_root=not self._made_root)
+        return True
 
     def _commit(self, tx: "_Transaction") -> None:
         zstore = self._root.store
