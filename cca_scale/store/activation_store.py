@@ -9,17 +9,13 @@ import datetime
 import hashlib
 import json
 import os
-import threading
 import time
-import uuid
 from typing import Any, Iterable
 
 import numpy as np
 import zarr
 
-from cca_scale.core.validation import describe, resolve_dtype
 from cca_scale.errors import (
-    InvalidNameError,
     LayerNotFoundError,
     NetworkNotFoundError,
     StoreConflictError,
@@ -29,7 +25,6 @@ from cca_scale.store import documents, layout, zarr_io
 from cca_scale.store.location import Location
 from cca_scale.store.names import (
     check_attrs,
-    check_chunk_rows,
     check_fingerprint,
     check_n_datapoints,
     check_name,
@@ -38,49 +33,18 @@ from cca_scale.store.names import (
 )
 from cca_scale.store.query import parse_query
 from cca_scale.store.reader import LayerReader
-from cca_scale.store.targets import (
-    check_output_target,
-    creating,
-    remove_written,
-    storage_errors,
-)
-from cca_scale.store.writer import LayerWriter, iter_batches
-from cca_scale.store.zarr_io import delete_node, move_node, node_exists
+from cca_scale.store.targets import check_output_target, creating, remove_written
+from cca_scale.store.transaction import Transaction, iso_time, merge_attrs
+from cca_scale.store.zarr_io import delete_node, node_exists
 
 __all__ = ["ActivationStore"]
 
 _MODES = ("r", "a")
-_clock_lock = threading.Lock()
-_last_ns = 0
-
-
-def _now_ns() -> int:
-    """Wall-clock nanoseconds, strictly increasing within this process."""
-    global _last_ns
-    with _clock_lock:
-        _last_ns = max(time.time_ns(), _last_ns + 1)
-        return _last_ns
-
-
-def _iso(ns: int | None = None) -> str:
-    ts = (ns if ns is not None else time.time_ns()) / 1e9
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _some(names: list[str], limit: int = 10) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _check_collision(existing: Iterable[str], name: str, kind: str) -> None:
-    folded = name.casefold()
-    for other in existing:
-        if other != name and other.casefold() == folded:
-            raise InvalidNameError(
-                f"invalid name for a {kind}: {name!r} differs from the existing {kind} {other!r} "
-                "only by case, so the two would collide on case-insensitive file systems "
-                f"(macOS, Windows). Use {other!r} or a different name."
-            )
 
 
 class ActivationStore:
@@ -170,7 +134,7 @@ class ActivationStore:
                 "(--overwrite) to replace it."
             )
         meta = {"kind": "activation_store", "format": layout.FORMAT,
-                "n_datapoints": n_datapoints, "fingerprint": fingerprint, "created": _iso()}
+                "n_datapoints": n_datapoints, "fingerprint": fingerprint, "created": iso_time()}
         with creating(location, kind="activations") as made_root:
             zstore = location.zarr_store(read_only=False)
             root = zarr.open_group(zstore, mode="w" if state == "ours" else "w-", zarr_format=3,
@@ -645,12 +609,10 @@ class ActivationStore:
         """Merge attributes into an existing network's metadata (a value of None removes a key)."""
         self._check_writable()
         attrs = check_attrs(attrs)
-        group = self._network_group(network)
-        merged = {**(group.attrs.get("attrs") or {}), **attrs}
-        group.update_attributes({"attrs": {k: v for k, v in merged.items() if v is not None}})
+        merge_attrs(self._network_group(network), attrs)
 
     # -- for cca_scale's own writers (ingest, capture); not part of the user API ----------------
-    def transaction(self, *, fingerprint: str | None = None) -> "_Transaction":
+    def transaction(self, *, fingerprint: str | None = None) -> Transaction:
         """Stage several layers and commit them together (all or nothing).
 
         A context manager: layers staged with its ``writer`` / ``add`` land together when the
@@ -658,7 +620,9 @@ class ActivationStore:
         :meth:`add`, :mod:`cca_scale.store.ingest` and :mod:`cca_scale.store.capture`.
         """
         self._check_writable()
-        return _Transaction(self, fingerprint=check_fingerprint(fingerprint))
+        fingerprint = check_fingerprint(fingerprint)
+        meta = self._meta()
+        return Transaction(self, self._root, meta, fingerprint=fingerprint)
 
     def record_datapoints(self, n_datapoints: int, fingerprint: str | None = None) -> int:
         """Fix the datapoint count (and fingerprint) of a store created without one.
@@ -686,92 +650,6 @@ class ActivationStore:
         remove_written(self._location, keep_root=not self._made_root)
         return True
 
-    def _commit(self, tx: "_Transaction") -> None:
-        zstore = self._root.store
-        created: list[str] = []
-        placed: list[tuple[str, str | None]] = []  # (final path, where the replaced array went)
-        try:
-            existing_networks = {network for network in tx.networks()
-                                 if node_exists(zstore, layout.network_path(network))}
-            for network in tx.networks():
-                if network in existing_networks:
-                    continue
-                created_ns = _now_ns()
-                attrs = {k: v for k, v in tx.attrs.get(network, {}).items() if v is not None}
-                try:
-                    self._root.create_group(layout.network_path(network), attributes={
-                        layout.KEY: {"kind": "network", "created_ns": created_ns,
-                                     "created": _iso(created_ns)},
-                        "attrs": attrs})
-                except zarr.errors.ContainsGroupError:
-                    raise StoreConflictError(
-                        f"network {network!r} was created by another writer at the same time; "
-                        "write each network from one process only."
-                    ) from None
-                created.append(layout.network_path(network))
-            for writer, overwrite in tx.writers:
-                lpath = layout.layer_path(writer.network, writer.layer)
-                if not node_exists(zstore, lpath):
-                    self._root.create_group(lpath, attributes={
-                        layout.KEY: {"kind": "layer", "created_ns": _now_ns()}})
-                    created.append(lpath)
-                final = layout.array_path(writer.network, writer.layer, writer.step)
-                replaced = None
-                if node_exists(zstore, final):
-                    if not overwrite:
-                        raise _exists_error(writer.network, writer.layer, writer.step)
-                    # Named with the time it was moved aside, so discard_staged() can age it.
-                    replaced = f"{layout.STAGING}/{_now_ns()}-{uuid.uuid4().hex}-replaced"
-                    move_node(zstore, final, replaced)
-                placed.append((final, replaced))
-                move_node(zstore, writer.staging_path, final)
-                writer.committed = True
-            for network in tx.networks():
-                if network in existing_networks and tx.attrs.get(network):
-                    group = self._root[layout.network_path(network)]
-                    merged = {**(group.attrs.get("attrs") or {}), **tx.attrs[network]}
-                    group.update_attributes(
-                        {"attrs": {k: v for k, v in merged.items() if v is not None}})
-            meta = self._meta()
-            if meta.get("n_datapoints") is None and tx.expected_n is not None:
-                meta = {**meta, "n_datapoints": tx.expected_n,
-                        "fingerprint": meta.get("fingerprint") or tx.fingerprint}
-                self._root.update_attributes({layout.KEY: meta})
-            elif tx.expected_n is not None and meta.get("n_datapoints") != tx.expected_n:
-                raise StoreConflictError(
-                    f"Another writer recorded {meta.get('n_datapoints')} datapoints for the store "
-                    f"at {self._location} while this write had {tx.expected_n} datapoints; "
-                    "create the store with n_datapoints= when writing from several processes."
-                )
-        except BaseException:
-            for final, replaced in reversed(placed):  # best effort: put everything back
-                try:
-                    if node_exists(zstore, final):
-                        delete_node(zstore, final)
-                    if replaced is not None:
-                        move_node(zstore, replaced, final)
-                except Exception:
-                    pass
-            for path in reversed(created):
-                try:
-                    delete_node(zstore, path)
-                except Exception:
-                    pass
-            raise
-        for _, replaced in placed:
-            if replaced is not None:
-                delete_node(zstore, replaced)
-
-
-def _exists_error(network: str, layer: str, step: int | None) -> StoreConflictError:
-    who = describe("acts", network=network, layer=layer)
-    if step is not None:
-        who += f", step {step}"
-    return StoreConflictError(
-        f"{who} already exists in the store. Pass overwrite=True (--overwrite on the command "
-        "line) to replace it."
-    )
-
 
 def _open_root(location: Location, zstore, mode: str) -> zarr.Group:
     """The root group, after checking its document (FileNotFoundError when there is none)."""
@@ -791,132 +669,3 @@ def _open_root(location: Location, zstore, mode: str) -> zarr.Group:
     except Exception as exc:
         raise documents.damaged(where, f"Zarr cannot open the group ({type(exc).__name__}: "
                                        f"{exc})") from None
-
-
-class _Transaction:
-    """Layers staged together and committed at once: all of them land, or none does.
-
-    Used by :meth:`ActivationStore.add` (one layer), manifest ingestion and PyTorch capture
-    (many layers, written batch by batch in parallel). As a context manager it commits on
-    success and deletes everything staged on error.
-    """
-
-    def __init__(self, store: ActivationStore, *, fingerprint: str | None):
-        self.store = store
-        self.writers: list[tuple[LayerWriter, bool]] = []
-        self.attrs: dict[str, dict] = {}
-        self._order: list[str] = []
-        self._keys: set[tuple[str, str, int | None]] = set()
-        meta = store._meta()
-        self.expected_n: int | None = meta.get("n_datapoints")
-        store_fp = meta.get("fingerprint")
-        if fingerprint is not None and store_fp is not None and fingerprint != store_fp:
-            raise StoreConflictError(
-                f"The store's datapoint set has fingerprint {store_fp!r}, but this write is for "
-                f"{fingerprint!r}. Every layer in a store must be recorded on the same datapoints "
-                "in the same order."
-            )
-        if fingerprint is not None and store_fp is None and self.expected_n is not None:
-            raise StoreConflictError(
-                f"This write is for dataset fingerprint {fingerprint!r}, but the store at "
-                f"{store.location} records none (it was created without one), so the datapoints "
-                "cannot be checked. Drop the fingerprint or use a store created with it."
-            )
-        self.fingerprint = store_fp if store_fp is not None else fingerprint
-        self._existing_networks: list[str] | None = None
-
-    def __enter__(self) -> "_Transaction":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        # A refusal of the file system (disk full, read-only) becomes one StorageWriteError,
-        # raised once everything staged is deleted.
-        with storage_errors(self.store.location, kind="activations"):
-            try:
-                if exc is not None:
-                    raise exc
-                self.finish_all()
-                self.store._commit(self)
-            except BaseException:
-                self.abort()
-                raise
-
-    def networks(self) -> list[str]:
-        return list(self._order)
-
-    def writer(self, network: str, layer: str, *, step: int | None = None,
-               attrs: dict | None = None, overwrite: bool = False,
-               chunk_rows: int | None = None, dtype: Any = None, timesteps: bool = False,
-               total: int | None = None, source: str | None = None) -> LayerWriter:
-        """Check names and options and return a writer staging this layer (nothing written yet)."""
-        network = check_name(network, kind="network")
-        layer = check_name(layer, kind="layer")
-        step = check_step(step)
-        attrs = check_attrs(attrs)
-        chunk_rows = check_chunk_rows(chunk_rows)
-        dtype = None if dtype is None else resolve_dtype(dtype)
-        key = (network, layer, step)
-        if key in self._keys:
-            who = describe("acts", network=network, layer=layer)
-            raise StoreConflictError(
-                f"{who}{f', step {step}' if step is not None else ''} is given twice in one write."
-            )
-        root, zstore = self.store._root, self.store._root.store
-        if not overwrite and node_exists(zstore, layout.array_path(network, layer, step)):
-            raise _exists_error(network, layer, step)
-        if self._existing_networks is None:
-            self._existing_networks = zarr_io.child_names(zstore, layout.NETWORKS)
-        _check_collision(self._existing_networks + self._order, network, "network")
-        # A folder that lost its document is damage, not a new network or layer to create.
-        documents.check_folder(zstore, self.store._location, layout.network_path(network),
-                               "network")
-        documents.check_folder(zstore, self.store._location, layout.layer_path(network, layer),
-                               "layer")
-        if node_exists(zstore, layout.network_path(network)):
-            _check_collision(zarr_io.child_names(zstore, layout.network_path(network)), layer,
-                             "layer")
-        _check_collision([k[1] for k in self._keys if k[0] == network], layer, "layer")
-        writer = LayerWriter(root, network=network, layer=layer, step=step,
-                             expected_n=self.expected_n if self.expected_n is not None else total,
-                             timesteps=timesteps, chunk_rows=chunk_rows, dtype=dtype,
-                             source=source)
-        writer.committed = False
-        if total is not None and self.expected_n is not None and total != self.expected_n:
-            raise writer._mismatch(total, more=False)
-        self._keys.add(key)
-        if network not in self._order:
-            self._order.append(network)
-        self.attrs.setdefault(network, {}).update(attrs)
-        self.writers.append((writer, bool(overwrite)))
-        return writer
-
-    def add(self, network: str, layer: str, acts: Any, *, chunk_rows: int | None = None,
-            **kwargs: Any) -> LayerWriter:
-        """Stage a whole layer (an array or an iterable of batches)."""
-        batches, total = iter_batches(acts, rows_hint=check_chunk_rows(chunk_rows))
-        if getattr(acts, "ndim", None) != (3 if kwargs.get("timesteps") else 2):
-            total = None  # the shape check comes first, in the writer
-        writer = self.writer(network, layer, chunk_rows=chunk_rows, total=total, **kwargs)
-        self.record(writer, writer.write_all(batches))
-        return writer
-
-    def record(self, writer: LayerWriter, n: int) -> None:
-        """Check a finished writer's datapoint count against the others'."""
-        if self.expected_n is None:
-            self.expected_n = n
-        elif n != self.expected_n:
-            writer.expected_n = self.expected_n
-            raise writer._mismatch(n, more=n > self.expected_n)
-
-    def finish_all(self) -> None:
-        for writer, _ in self.writers:
-            if not writer._done:
-                self.record(writer, writer.finish())
-
-    def abort(self) -> None:
-        for writer, _ in self.writers:
-            if not writer.committed:
-                try:
-                    writer.abort()
-                except Exception:
-                    pass
