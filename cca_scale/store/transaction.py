@@ -173,9 +173,8 @@ class Transaction:
                              expected_n=self.expected_n if self.expected_n is not None else total,
                              timesteps=timesteps, chunk_rows=chunk_rows, dtype=dtype,
                              source=source)
-        writer.committed = False
         if total is not None and self.expected_n is not None and total != self.expected_n:
-            raise writer._mismatch(total, more=False)
+            raise writer.mismatch_error(total, more=False)
         self._keys.add(key)
         if network not in self._order:
             self._order.append(network)
@@ -199,11 +198,11 @@ class Transaction:
             self.expected_n = n
         elif n != self.expected_n:
             writer.expected_n = self.expected_n
-            raise writer._mismatch(n, more=n > self.expected_n)
+            raise writer.mismatch_error(n, more=n > self.expected_n)
 
     def finish_all(self) -> None:
         for writer, _ in self.writers:
-            if not writer._done:
+            if not writer.done:
                 self.record(writer, writer.finish())
 
     def abort(self) -> None:

@@ -142,7 +142,8 @@ class LayerWriter:
         self._buffered = 0
         self._held: list[Any] = []  # a first batch of a single row, checked with the next one
         self._last_row: np.ndarray | None = None  # one checked row, to check 1-row batches
-        self._done = False
+        self.done = False  # finished or aborted
+        self.committed = False  # set by the transaction once the array is in place
 
     @property
     def who(self) -> str:
@@ -177,7 +178,9 @@ class LayerWriter:
         self._last_row = checked[-1:]
         return checked
 
-    def _mismatch(self, received: int, *, more: bool) -> StoreConflictError:
+    def mismatch_error(self, received: int, *, more: bool) -> StoreConflictError:
+        """The refusal of ``received`` datapoints (``more``: at least that many) when the store
+        holds ``expected_n``."""
         got = (f"more than {self.expected_n} datapoints (at least {received} received)" if more
                else f"{received} datapoints")
         return StoreConflictError(
@@ -189,7 +192,7 @@ class LayerWriter:
     # -- writing ---------------------------------------------------------------------------------
     def push(self, batch: Any) -> None:
         """Check one batch of datapoints and buffer it (whole chunks are written at once)."""
-        if self._done:
+        if self.done:
             raise RuntimeError("LayerWriter.push after finish/abort")
         batch = to_array(batch)
         self._check_ndim(batch)
@@ -219,7 +222,7 @@ class LayerWriter:
             checked = checked.reshape((-1,) + self._inner_shape)
         new_total = self.n_received + checked.shape[0]
         if self.expected_n is not None and new_total > self.expected_n:
-            raise self._mismatch(new_total, more=True)
+            raise self.mismatch_error(new_total, more=True)
         self.n_received = new_total
         self._buffer.append(checked)
         self._buffered += checked.shape[0]
@@ -275,14 +278,14 @@ class LayerWriter:
         if self.n_received == 0:
             raise ActivationError(f"{self.who}: no datapoints were given (every batch was empty).")
         if self.expected_n is not None and self.n_received != self.expected_n:
-            raise self._mismatch(self.n_received, more=False)
+            raise self.mismatch_error(self.n_received, more=False)
         self._flush(final=True)
-        self._done = True
+        self.done = True
         return self.n_received
 
     def abort(self) -> None:
         """Delete whatever was staged. Safe to call more than once."""
-        self._done = True
+        self.done = True
         self._buffer, self._held = [], []
         if self._array is not None:
             delete_node(self.root.store, self.staging_path)
