@@ -22,7 +22,8 @@ from cca_scale.errors import ActivationError, StoreConflictError
 from cca_scale.store import layout
 from cca_scale.store.zarr_io import delete_node
 
-__all__ = ["LayerWriter", "default_chunk_rows", "iter_batches", "storage_dtype", "to_array"]
+__all__ = ["LayerWriter", "default_chunk_rows", "iter_batches", "storage_dtype", "to_array",
+           "to_numpy"]
 
 #: Default size of one stored chunk. Reads of a few chunks stay well inside worker memory.
 TARGET_CHUNK_BYTES = 8 * 2**20
@@ -54,6 +55,11 @@ def to_array(x: Any):
         return np.asarray(x)
     except (TypeError, ValueError):
         return np.asarray(x, dtype=object)
+
+
+def to_numpy(x):
+    """``x`` as a NumPy array: a CuPy array is copied to the host, anything else viewed."""
+    return x.get() if is_cupy_array(x) else np.asarray(x)
 
 
 def _is_array_like(x: Any) -> bool:
@@ -173,8 +179,7 @@ class LayerWriter:
         else:  # check_activations wants 2 rows; pair the row with one already checked.
             checked = check_activations(np.concatenate([self._last_row, to_numpy(flat)]),
                                         **kwargs)[1:]
-        if is_cupy_array(checked):
-            checked = checked.get()
+        checked = to_numpy(checked)
         self._last_row = checked[-1:]
         return checked
 
@@ -300,7 +305,3 @@ class LayerWriter:
         except BaseException:
             self.abort()
             raise
-
-
-def to_numpy(x):
-    return x.get() if is_cupy_array(x) else np.asarray(x)
