@@ -5,11 +5,9 @@ The on-disk layout is documented in :mod:`cca_scale.store.layout`.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
-import time
 from typing import Any, Iterable
 
 import numpy as np
@@ -21,7 +19,7 @@ from cca_scale.errors import (
     StoreConflictError,
     StoreError,
 )
-from cca_scale.store import documents, layout, zarr_io
+from cca_scale.store import documents, layout, staging, zarr_io
 from cca_scale.store.location import Location
 from cca_scale.store.names import (
     check_attrs,
@@ -35,7 +33,7 @@ from cca_scale.store.query import parse_query
 from cca_scale.store.reader import LayerReader
 from cca_scale.store.targets import check_output_target, creating, remove_written
 from cca_scale.store.transaction import Transaction, iso_time, merge_attrs
-from cca_scale.store.zarr_io import delete_node, node_exists
+from cca_scale.store.zarr_io import node_exists
 
 __all__ = ["ActivationStore"]
 
@@ -516,26 +514,7 @@ class ActivationStore:
         (``'staged'`` for a write being staged, ``'replaced'`` for an old array moved aside by an
         overwrite). They are never listed as layers and never read; they only take space.
         """
-        zstore = self._location.zarr_store(read_only=True)
-        now = time.time()
-        entries = []
-        for name in sorted(zarr_io.child_names(zstore, layout.STAGING)):
-            path = f"{layout.STAGING}/{name}"
-            if name.endswith("-replaced"):
-                stamp = name.split("-", 1)[0]
-                age = now - int(stamp) / 1e9 if stamp.isdigit() else None
-                entries.append({"name": name, "age_seconds": age, "kind": "replaced"})
-                continue
-            age = None
-            if node_exists(zstore, path):
-                try:  # a leftover's document may be damaged too: its age is then unknown
-                    info = zarr.open_array(store=zstore, path=path, mode="r").attrs[layout.KEY]
-                    written = datetime.datetime.fromisoformat(info.get("written", ""))
-                    age = now - written.timestamp()
-                except Exception:
-                    age = None
-            entries.append({"name": name, "age_seconds": age, "kind": "staged"})
-        return entries
+        return staging.staged(self._location)
 
     def discard_staged(self, *, older_than: float = 24 * 3600.0) -> list[str]:
         """Delete ``_staging/`` entries older than ``older_than`` seconds; returns their names.
@@ -544,13 +523,7 @@ class ActivationStore:
         kept. Needs a store opened with ``mode='a'``.
         """
         self._check_writable()
-        zstore = self._location.zarr_store(read_only=False)
-        gone = []
-        for entry in self.staged():
-            if entry["age_seconds"] is not None and entry["age_seconds"] > older_than:
-                delete_node(zstore, f"{layout.STAGING}/{entry['name']}")
-                gone.append(entry["name"])
-        return gone
+        return staging.discard(self._location, older_than=older_than)
 
     # -- writing -----------------------------------------------------------------------------------
     def _check_writable(self) -> None:

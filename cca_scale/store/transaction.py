@@ -15,14 +15,13 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-import uuid
 from typing import Any, Iterable
 
 import zarr
 
 from cca_scale.core.validation import describe, resolve_dtype
 from cca_scale.errors import InvalidNameError, StoreConflictError
-from cca_scale.store import documents, layout, zarr_io
+from cca_scale.store import documents, layout, staging, zarr_io
 from cca_scale.store.names import check_attrs, check_chunk_rows, check_name, check_step
 from cca_scale.store.targets import storage_errors
 from cca_scale.store.writer import LayerWriter, iter_batches
@@ -249,8 +248,7 @@ class Transaction:
                 if zarr_io.node_exists(zstore, final):
                     if not overwrite:
                         raise _exists_error(writer.network, writer.layer, writer.step)
-                    # Named with the time it was moved aside, so discard_staged() can age it.
-                    replaced = f"{layout.STAGING}/{now_ns()}-{uuid.uuid4().hex}-replaced"
+                    replaced = staging.replaced_path(now_ns())
                     zarr_io.move_node(zstore, final, replaced)
                 placed.append((final, replaced))
                 zarr_io.move_node(zstore, writer.staging_path, final)
