@@ -5,44 +5,25 @@ The on-disk layout is documented in :mod:`cca_scale.store.layout`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from typing import Any, Iterable
 
 import numpy as np
 import zarr
 
-from cca_scale.errors import (
-    LayerNotFoundError,
-    NetworkNotFoundError,
-    StoreConflictError,
-    StoreError,
-)
-from cca_scale.store import documents, layout, staging, zarr_io
+from cca_scale.errors import StoreConflictError, StoreError
+from cca_scale.store import layout, staging
+from cca_scale.store.catalog import Catalog, open_root
 from cca_scale.store.location import Location
-from cca_scale.store.names import (
-    check_attrs,
-    check_fingerprint,
-    check_n_datapoints,
-    check_name,
-    check_step,
-    check_timesteps_index,
-)
+from cca_scale.store.names import check_attrs, check_fingerprint, check_n_datapoints
 from cca_scale.store.query import parse_query
 from cca_scale.store.reader import LayerReader
 from cca_scale.store.targets import check_output_target, creating, remove_written
 from cca_scale.store.transaction import Transaction, iso_time, merge_attrs
-from cca_scale.store.zarr_io import node_exists
 
 __all__ = ["ActivationStore"]
 
 _MODES = ("r", "a")
-
-
-def _some(names: list[str], limit: int = 10) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 class ActivationStore:
@@ -76,6 +57,7 @@ class ActivationStore:
         self._root = root
         self._mode = mode
         self._made_root = False  # create() made the local folder: discarding may remove it
+        self._catalog = Catalog(root.store, location)
 
     def __getstate__(self):
         # Pickles as an address (reopened on arrival), never as open Zarr objects.
@@ -83,7 +65,7 @@ class ActivationStore:
 
     def __setstate__(self, state):
         location, mode = state["location"], state["mode"]
-        root = _open_root(location, location.zarr_store(read_only=mode == "r"), mode)
+        root = open_root(location, location.zarr_store(read_only=mode == "r"), mode)
         self.__init__(location, root, mode=mode)
 
     # -- creating and opening ----------------------------------------------------------------------
@@ -161,7 +143,7 @@ class ActivationStore:
             raise missing
         zstore = location.zarr_store(read_only=mode == "r")
         try:
-            root = _open_root(location, zstore, mode)
+            root = open_root(location, zstore, mode)
         except FileNotFoundError as exc:
             raise missing from exc
         return cls(location, root, mode=mode)
@@ -192,7 +174,7 @@ class ActivationStore:
         return meta
 
     def _reopen(self) -> None:
-        self._root = _open_root(self._location, self._root.store, self._mode)
+        self._root = open_root(self._location, self._root.store, self._mode)
 
     @property
     def n_datapoints(self) -> int | None:
@@ -209,44 +191,6 @@ class ActivationStore:
         return f"ActivationStore({where}, mode={self._mode!r}, n_datapoints={self.n_datapoints})"
 
     # -- listing -----------------------------------------------------------------------------------
-    def _children(self, prefix: str, kind: str) -> dict[str, dict]:
-        """{name: attributes} of the child nodes of ``prefix``, each checked as a ``kind``
-        ('network', 'layer', 'array'). Writes in progress are left out; damage raises."""
-        return documents.child_documents(self._root.store, self._location, prefix, kind)
-
-    def _network_docs(self) -> list[tuple[str, dict]]:
-        """(network, attributes) of every network, in insertion order."""
-        entries = []
-        for name, doc in self._children(layout.NETWORKS, "network").items():
-            info = doc[layout.KEY]
-            entries.append((info["created_ns"], name, dict(doc.get("attrs") or {})))
-        entries.sort(key=lambda e: (e[0], e[1]))
-        return [(name, attrs) for _, name, attrs in entries]
-
-    def _network_names(self) -> list[str]:
-        return [name for name, _ in self._network_docs()]
-
-    def _not_found(self, network: str) -> NetworkNotFoundError:
-        names = self._network_names()
-        held = (f"It holds {len(names)} networks: {_some(names)}." if names
-                else "It holds no networks yet.")
-        return NetworkNotFoundError(
-            f"network {network!r} is not in the activation store at {self._location}. {held}"
-        )
-
-    def _network_group(self, network: str) -> zarr.Group:
-        network = check_name(network, kind="network")
-        if documents.node_document(self._root.store, self._location,
-                                   layout.network_path(network), "network") is None:
-            raise self._not_found(network)
-        try:
-            group = self._root[layout.network_path(network)]
-        except KeyError:
-            raise self._not_found(network) from None
-        if not isinstance(group, zarr.Group):
-            raise self._not_found(network)
-        return group
-
     def networks(self, query: str | list[str] | None = None) -> list[str]:
         """Network ids, in insertion order (networks added later come after older ones).
 
@@ -270,24 +214,12 @@ class ActivationStore:
             ``query`` is of another type.
         """
         if query is None:
-            return self._network_names()
+            return self._catalog.network_names()
         if isinstance(query, str):
             parsed = parse_query(query)  # refuse what is not a query before reading anything
             return parsed.select(self.attributes())
         if isinstance(query, (list, tuple, set, frozenset)) or hasattr(query, "__array__"):
-            wanted = [check_name(n, kind="network") for n in list(query)]
-            names = self._network_names()
-            known = set(names)
-            for name in wanted:
-                if name not in known:
-                    held = (f"It holds {len(names)} networks: {_some(names)}." if names
-                            else "It holds no networks yet.")
-                    raise NetworkNotFoundError(
-                        f"network {name!r} is not in the activation store at {self._location}. "
-                        f"{held}"
-                    )
-            wanted_set = set(wanted)
-            return [name for name in names if name in wanted_set]
+            return self._catalog.select(query)
         raise StoreError(
             "The 'query' parameter must be None, a list of network ids or a query string such as "
             f"\"lr == 0.01\". Got {type(query).__name__} {query!r} instead."
@@ -301,7 +233,7 @@ class ActivationStore:
         """
         import pandas as pd
 
-        docs = self._network_docs()
+        docs = self._catalog.network_docs()
         if networks is not None:
             keep = set(self.networks(networks))
             docs = [(name, attrs) for name, attrs in docs if name in keep]
@@ -310,77 +242,21 @@ class ActivationStore:
             return pd.DataFrame(index=index)
         return pd.DataFrame.from_records([attrs for _, attrs in docs], index=index)
 
-    def _layer_docs(self, network: str) -> list[str]:
-        """The network's layer names, in the order they were first written."""
-        network = check_name(network, kind="network")
-        if documents.node_document(self._root.store, self._location,
-                                   layout.network_path(network), "network") is None:
-            raise self._not_found(network)
-        entries = [(doc[layout.KEY]["created_ns"], name)
-                   for name, doc in self._children(layout.network_path(network), "layer").items()]
-        return [name for _, name in sorted(entries)]
-
     def layers(self, network: str) -> list[str]:
         """The network's layer names, in the order they were first written."""
-        return self._layer_docs(network)
-
-    def _arrays(self, network: str, layer: str) -> tuple[list[int], bool]:
-        """(steps, has an array without step) of a layer; raises if there is no such layer."""
-        layer = check_name(layer, kind="layer")
-        names = self._layer_docs(network)
-        if layer not in names:
-            held = f"Its layers are: {_some(names, 50)}." if names else "It has no layers yet."
-            raise LayerNotFoundError(f"network {network!r} has no layer {layer!r}. {held}")
-        found = [layout.parse_array_name(name)
-                 for name in self._children(layout.layer_path(network, layer), "array")]
-        steps = sorted(step for ok, step in found if ok and step is not None)
-        return steps, any(ok and step is None for ok, step in found)
+        return self._catalog.layer_names(network)
 
     def steps(self, network: str, layer: str) -> list[int]:
         """Training steps stored for a layer, ascending; empty if it is stored without steps."""
-        return self._arrays(network, layer)[0]
-
-    def _open_array(self, network: str, layer: str, step: int | None) -> zarr.Array:
-        network = check_name(network, kind="network")
-        layer = check_name(layer, kind="layer")
-        step = check_step(step)
-        zstore, location = self._root.store, self._location
-        path = layout.array_path(network, layer, step)
-        # The network's and layer's documents too (read at once): damage there is reported,
-        # not read past.
-        found = documents.node_documents(zstore, location, [
-            (layout.network_path(network), "network"),
-            (layout.layer_path(network, layer), "layer"), (path, "array")])
-        if all(doc is not None for doc in found):
-            array = documents.open_activation_array(zstore, location, path, checked=True)
-            if array is not None:
-                return array
-        steps, unstepped = self._arrays(network, layer)  # raises for a missing network or layer
-        who = f"network {network!r}, layer {layer!r}"
-        if step is None and steps:
-            raise LayerNotFoundError(
-                f"{who} is stored by training step (steps {steps}); pass step= one of them."
-            )
-        if step is not None and steps:
-            raise LayerNotFoundError(f"{who} has no step {step}; its steps are {steps}.")
-        if step is not None and unstepped:
-            raise LayerNotFoundError(
-                f"{who} is stored without training steps; pass step=None."
-            )
-        raise LayerNotFoundError(f"{who} holds no activations.")
+        return self._catalog.arrays(network, layer)[0]
 
     def has_layer(self, network: str, layer: str, step: int | None = None) -> bool:
         """Whether :meth:`reader` would find this network, layer and step (None: no step)."""
-        network = check_name(network, kind="network")
-        layer = check_name(layer, kind="layer")
-        step = check_step(step)
-        return node_exists(self._root.store, layout.array_path(network, layer, step))
+        return self._catalog.has_array(network, layer, step)
 
     def timesteps(self, network: str, layer: str, step: int | None = None) -> list[int]:
         """Sequence timesteps of a recurrent layer (``[0, ..., T-1]``); empty for a 2-D layer."""
-        array = self._open_array(network, layer, step)
-        info = array.attrs.get(layout.KEY) or {}
-        return list(range(array.shape[1])) if info.get("timesteps") else []
+        return self._catalog.timesteps(network, layer, step)
 
     # -- reading -----------------------------------------------------------------------------------
     def reader(self, network: str, layer: str, *, step: int | None = None,
@@ -394,45 +270,8 @@ class ActivationStore:
         StoreError
             ``timestep`` missing for a recurrent layer, out of range, or given for a 2-D layer.
         """
-        array = self._open_array(network, layer, step)
-        step = check_step(step)
-        timestep = check_timesteps_index(timestep)
-        info = array.attrs.get(layout.KEY) or {}
-        who = f"network {network!r}, layer {layer!r}"
-        if step is not None:
-            who += f", step {step}"
-        if info.get("timesteps"):
-            n_timesteps = int(array.shape[1])
-            if timestep is None:
-                raise StoreError(
-                    f"{who} is a recurrent layer stored with {n_timesteps} timesteps, shape "
-                    f"(n_datapoints, n_timesteps, n_neurons) = {tuple(array.shape)}; pass "
-                    f"timestep= (0 to {n_timesteps - 1})."
-                )
-            if not -n_timesteps <= timestep < n_timesteps:
-                raise StoreError(
-                    f"{who}: timestep {timestep} is out of range; it has {n_timesteps} timesteps "
-                    f"(0 to {n_timesteps - 1})."
-                )
-            timestep %= n_timesteps
-            shape = (int(array.shape[0]), int(array.shape[2]))
-        else:
-            if timestep is not None:
-                raise StoreError(f"{who} has no timesteps (it is stored 2-D); pass timestep=None.")
-            shape = (int(array.shape[0]), int(array.shape[1]))
-        n_datapoints = self.n_datapoints
-        if n_datapoints is not None and shape[0] != n_datapoints:
-            path = layout.array_path(network, layer, step)
-            raise documents.damaged(
-                documents.shown(self._location, f"{path}/zarr.json"),
-                f"the array has {shape[0]} datapoints, but the store's root document records "
-                f"{n_datapoints}")
-        return LayerReader(
-            self._location, layout.array_path(network, layer, step), network=network,
-            layer=layer, step=step, timestep=timestep, shape=shape, dtype=array.dtype,
-            chunk_rows=max(1, min(int(array.chunks[0]), shape[0])),
-            write_id=str(info.get("write_id", "")),
-        )
+        return self._catalog.reader(network, layer, step, timestep,
+                                    n_datapoints=self.n_datapoints)
 
     def read(self, network: str, layer: str, *, step: int | None = None,
              timestep: int | None = None) -> np.ndarray:
@@ -466,21 +305,8 @@ class ActivationStore:
         DamagedStoreError
             The first damaged document or chunk found, with its path and what to do.
         """
-        present = set(zarr_io.list_prefix(self._root.store, f"{layout.NETWORKS}/"))
-        count = 0
-        for network in self.networks(networks):
-            for layer in self.layers(network):
-                steps, unstepped = self._arrays(network, layer)
-                for step in ([None] if unstepped else []) + steps:
-                    timesteps = self.timesteps(network, layer, step) or [None]
-                    reader = self.reader(network, layer, step=step, timestep=timesteps[0])
-                    reader.check_complete(present)
-                    for timestep in timesteps if read else []:
-                        for _ in self.reader(network, layer, step=step,
-                                             timestep=timestep).iter_chunks():
-                            pass
-                    count += 1
-        return count
+        return self._catalog.verify(self.networks(networks), read=read,
+                                    n_datapoints=self.n_datapoints)
 
     def content_fingerprint(self, items: Iterable[Any]) -> str:
         """sha256 hex of what a computation read: ``n_datapoints`` plus, for each item in the
@@ -490,21 +316,7 @@ class ActivationStore:
         ``(network, layer, step)`` tuples. Any rewrite of an array changes its ``write_id`` and
         so the fingerprint.
         """
-        parts = []
-        for item in items:
-            if isinstance(item, LayerReader):
-                part = [item.network, item.layer, item.step, item.write_id]
-                if item.timestep is not None:
-                    part.append(item.timestep)
-            else:
-                network, layer, *rest = item
-                step = check_step(rest[0] if rest else None)
-                info = self._open_array(network, layer, step).attrs.get(layout.KEY) or {}
-                part = [network, layer, step, str(info.get("write_id", ""))]
-            parts.append(part)
-        payload = json.dumps({"n_datapoints": self.n_datapoints, "items": parts},
-                             separators=(",", ":"), sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()
+        return self._catalog.content_fingerprint(items, n_datapoints=self.n_datapoints)
 
     # -- leftovers of interrupted writes -----------------------------------------------------------
     def staged(self) -> list[dict]:
@@ -582,7 +394,7 @@ class ActivationStore:
         """Merge attributes into an existing network's metadata (a value of None removes a key)."""
         self._check_writable()
         attrs = check_attrs(attrs)
-        merge_attrs(self._network_group(network), attrs)
+        merge_attrs(self._catalog.network_group(self._root, network), attrs)
 
     # -- for cca_scale's own writers (ingest, capture); not part of the user API ----------------
     def transaction(self, *, fingerprint: str | None = None) -> Transaction:
@@ -623,22 +435,3 @@ class ActivationStore:
         remove_written(self._location, keep_root=not self._made_root)
         return True
 
-
-def _open_root(location: Location, zstore, mode: str) -> zarr.Group:
-    """The root group, after checking its document (FileNotFoundError when there is none)."""
-    where = documents.shown(location, "zarr.json")
-    doc = documents.read_document(zstore, location, "")
-    if doc is None:
-        if node_exists(zstore, layout.NETWORKS) or node_exists(zstore, layout.STAGING):
-            raise documents.damaged(where, "the store's root document is missing, though the "
-                                           "folder holds an activation store's groups "
-                                           f"({layout.NETWORKS}/, {layout.STAGING}/)")
-        raise FileNotFoundError(where)
-    documents.root_meta(doc, where, location)
-    try:
-        return zarr.open_group(zstore, mode="r" if mode == "r" else "r+", zarr_format=3)
-    except (FileNotFoundError, zarr.errors.NodeTypeValidationError):
-        raise FileNotFoundError(where) from None  # deleted since
-    except Exception as exc:
-        raise documents.damaged(where, f"Zarr cannot open the group ({type(exc).__name__}: "
-                                       f"{exc})") from None

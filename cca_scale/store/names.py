@@ -28,6 +28,7 @@ __all__ = [
     "check_name",
     "check_step",
     "check_timesteps_index",
+    "listed",
 ]
 
 MAX_NAME_LENGTH = 200
@@ -50,6 +51,12 @@ RESERVED_ATTRIBUTES = frozenset({"network"})
 #: as chunks by Zarr tools or a later layout. Names that only look like array names ("acts",
 #: "step_<N>") are fine: arrays live inside layers, one level below any layer name.
 RESERVED_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata", "c"})
+
+
+def listed(names: list[str], limit: int) -> str:
+    """Names as a message lists them: the first ``limit``, then how many more there are."""
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _shown(name: Any) -> str:

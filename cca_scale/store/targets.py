@@ -57,6 +57,7 @@ from typing import Any, Iterable, Iterator
 from cca_scale.errors import CcaScaleError, StorageWriteError, UnsafeOutputError
 from cca_scale.store import layout, zarr_io
 from cca_scale.store.location import Location
+from cca_scale.store.names import listed
 
 __all__ = ["EXPORT_META_ATTR", "NPY_SIDECAR", "NPY_SIDECAR_FORMAT", "OUTPUT_KINDS",
            "check_output_target", "creating", "remove_written", "storage_errors"]
@@ -209,7 +210,7 @@ def _group_state(location: Location, kind: str) -> str:
         return "absent"
     if doc is None:
         where = "is a folder" if location.kind == "local" else "holds keys"
-        raise _refuse(shown, f"{where} ({_some(names)}) holding data that is not a cca_scale "
+        raise _refuse(shown, f"{where} ({listed(names, 3)}) holding data that is not a cca_scale "
                              f"{thing}", kind)
     if not isinstance(doc, dict) or doc.get("node_type") != "group":
         raise _refuse(shown, f"is a Zarr node that is not a cca_scale {thing}", kind)
@@ -241,11 +242,6 @@ def _marker(meta: Any) -> str | None:
     if "kind" not in meta and "format" in meta and "state" in meta:
         return "comparison"
     return None
-
-
-def _some(names: list[str], limit: int = 3) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 # -- exported files -------------------------------------------------------------------------------
