@@ -1,6 +1,9 @@
 """The activation store: many networks' layer activations in one Zarr (v3) store.
 
-The on-disk layout is documented in :mod:`cca_scale.store.layout`.
+:class:`ActivationStore` is the facade. Its methods check their arguments and delegate: listing
+and reading to :mod:`cca_scale.store.catalog`, writes to :mod:`cca_scale.store.transaction`,
+leftovers of interrupted writes to :mod:`cca_scale.store.staging`. The on-disk layout is
+documented in :mod:`cca_scale.store.layout`.
 """
 
 from __future__ import annotations
