@@ -13,7 +13,7 @@ from cca_scale.errors import (
     StoreConflictError,
     StoreError,
 )
-from cca_scale.store import activation_store as activation_store_module
+from cca_scale.store import zarr_io
 
 N = 100
 
@@ -189,7 +189,7 @@ def test_failure_while_committing_rolls_back(filled, monkeypatch):
     def broken_move(zstore, src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(activation_store_module, "move_node", broken_move)
+    monkeypatch.setattr(zarr_io, "move_node", broken_move)
     _expect_unchanged(filled, lambda s: s.add("brand_new", "l", GOOD, attrs={"lr": 1}),
                       OSError, "disk full")
 

@@ -79,11 +79,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cca_scale.store.ingest import (
-        discard_if_empty,
-        open_or_create,
-        parse_attr,
-    )
+    from cca_scale.store.ingest import open_or_create, parse_attr
 
     positional = [args.network, args.layer, args.file]
     if args.manifest is not None:
@@ -114,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             ) from exc
     except BaseException:
         if created:  # the store was made for this command: a refused write leaves no trace
-            discard_if_empty(store)
+            store.delete_if_empty()
         raise
 
 

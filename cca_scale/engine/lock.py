@@ -52,48 +52,45 @@ class OutputLock:
     # -- store access -------------------------------------------------------------------------
     @staticmethod
     def _read(zstore) -> dict | None:
-        from zarr.core.buffer import default_buffer_prototype
-        from zarr.core.sync import sync
+        from cca_scale.store import zarr_io
 
-        buffer = sync(zstore.get(KEY, prototype=default_buffer_prototype()))
-        if buffer is None:
+        raw = zarr_io.get_bytes(zstore, KEY)
+        if raw is None:
             return None
         try:
-            doc = json.loads(buffer.to_bytes())
+            doc = json.loads(raw)
             return dict(doc["attributes"]["cca_scale_lock"])
         except (ValueError, KeyError, TypeError):
             return {}  # unreadable: treated as stale
 
     @staticmethod
-    def _encode(doc: dict):
-        from zarr.core.buffer import default_buffer_prototype
-
+    def _encode(doc: dict) -> bytes:
         payload = {"zarr_format": 3, "node_type": "group", "attributes": {"cca_scale_lock": doc}}
-        return default_buffer_prototype().buffer.from_bytes(json.dumps(payload).encode())
+        return json.dumps(payload).encode()
 
     # -- public ---------------------------------------------------------------------------------
     @classmethod
     def acquire(cls, zstore, *, where: str, lease_seconds: float = LEASE_SECONDS) -> "OutputLock":
         """Take the lease on the output in ``zstore`` (its root), or raise OutputBusyError."""
-        from zarr.core.sync import sync
+        from cca_scale.store import zarr_io
 
         now = time.time()
         doc = {"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
                "acquired": now, "heartbeat": now, "lease_seconds": float(lease_seconds)}
         for _ in range(2):  # second try after removing a stale lease
-            sync(zstore.set_if_not_exists(KEY, cls._encode(doc)))
+            zarr_io.set_bytes_if_not_exists(zstore, KEY, cls._encode(doc))
             held = cls._read(zstore)
             if held is not None and held.get("owner") == doc["owner"]:
                 return cls(zstore, where, doc, refresh_seconds=max(0.05, lease_seconds / 4))
             if held is not None and not cls._stale(held, now):
                 raise cls._busy(where, held, now)
             if held is not None:
-                sync(zstore.delete(KEY))
+                zarr_io.delete(zstore, KEY)
         raise cls._busy(where, cls._read(zstore) or {}, now)
 
     def release(self) -> None:
         """Give the lease back (only if it is still ours). Safe to call more than once."""
-        from zarr.core.sync import sync
+        from cca_scale.store import zarr_io
 
         if self._stop.is_set():
             return
@@ -102,7 +99,7 @@ class OutputLock:
         try:
             held = self._read(self._store)
             if held is not None and held.get("owner") == self._doc["owner"]:
-                sync(self._store.delete(KEY))
+                zarr_io.delete(self._store, KEY)
         except OSError:
             pass  # a lease we cannot remove goes stale on its own
 
@@ -131,7 +128,7 @@ class OutputLock:
         )
 
     def _beat(self, every: float) -> None:
-        from zarr.core.sync import sync
+        from cca_scale.store import zarr_io
 
         while not self._stop.wait(every):
             try:
@@ -139,6 +136,6 @@ class OutputLock:
                 if held is None or held.get("owner") != self._doc["owner"]:
                     return  # taken over (we were presumed dead): stop claiming it
                 self._doc["heartbeat"] = time.time()
-                sync(self._store.set(KEY, self._encode(self._doc)))
+                zarr_io.set_bytes(self._store, KEY, self._encode(self._doc))
             except Exception:  # a missed beat only shortens the lease
                 continue

@@ -254,15 +254,11 @@ class ComparisonOutput:
 
     def _chunks_intact(self, name: str, flags: np.ndarray) -> np.ndarray:
         """Which flagged chunks of array ``name`` are present, decode, and (distance) are set."""
-        from zarr.core.sync import sync
+        from cca_scale.store import zarr_io
 
         arr = self.group[name]
         tile = int(self.meta["tile"])
-
-        async def keys():
-            return {key async for key in self.group.store.list_prefix(f"{arr.path}/")}
-
-        present = sync(keys())
+        present = set(zarr_io.list_prefix(self.group.store, f"{arr.path}/"))
         try:
             values = np.asarray(arr[...])
         except Exception:  # some chunk does not decode: look chunk by chunk

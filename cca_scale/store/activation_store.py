@@ -1,107 +1,32 @@
 """The activation store: many networks' layer activations in one Zarr (v3) store.
 
-The on-disk layout is documented in :mod:`cca_scale.store.layout`.
+:class:`ActivationStore` is the facade. Its methods check their arguments and delegate: listing
+and reading to :mod:`cca_scale.store.catalog`, writes to :mod:`cca_scale.store.transaction`,
+leftovers of interrupted writes to :mod:`cca_scale.store.staging`. The on-disk layout is
+documented in :mod:`cca_scale.store.layout`.
 """
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import json
-import numbers
 import os
-import threading
-import time
-import uuid
 from typing import Any, Iterable
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
 
-from cca_scale.core.validation import describe, resolve_dtype
-from cca_scale.errors import (
-    InvalidNameError,
-    LayerNotFoundError,
-    NetworkNotFoundError,
-    StoreConflictError,
-    StoreError,
-)
-from cca_scale.store import documents, layout
-from cca_scale.store.location import Location, delete_node, move_node, node_exists
-from cca_scale.store.names import check_attrs, check_name, check_step, check_timesteps_index
+from cca_scale.errors import StoreConflictError, StoreError
+from cca_scale.store import layout, staging
+from cca_scale.store.catalog import Catalog, open_root
+from cca_scale.store.location import Location
+from cca_scale.store.names import check_attrs, check_fingerprint, check_n_datapoints
 from cca_scale.store.query import parse_query
 from cca_scale.store.reader import LayerReader
-from cca_scale.store.targets import check_output_target, creating, storage_errors
-from cca_scale.store.writer import LayerWriter, iter_batches
+from cca_scale.store.targets import check_output_target, creating, remove_written
+from cca_scale.store.transaction import Transaction, iso_time, merge_attrs
 
 __all__ = ["ActivationStore"]
 
 _MODES = ("r", "a")
-_clock_lock = threading.Lock()
-_last_ns = 0
-
-
-def _now_ns() -> int:
-    """Wall-clock nanoseconds, strictly increasing within this process."""
-    global _last_ns
-    with _clock_lock:
-        _last_ns = max(time.time_ns(), _last_ns + 1)
-        return _last_ns
-
-
-def _iso(ns: int | None = None) -> str:
-    ts = (ns if ns is not None else time.time_ns()) / 1e9
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _some(names: list[str], limit: int = 10) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _check_n_datapoints(n: Any) -> int | None:
-    if n is None:
-        return None
-    if isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)) and n >= 2:
-        return int(n)
-    raise StoreError(
-        f"The 'n_datapoints' parameter must be None or an integer >= 2. Got {n!r} instead."
-    )
-
-
-def _check_fingerprint(fingerprint: Any) -> str | None:
-    if fingerprint is None:
-        return None
-    if isinstance(fingerprint, str) and fingerprint and fingerprint.isprintable():
-        return fingerprint
-    raise StoreError(
-        "The 'fingerprint' parameter must be None or a non-empty printable string identifying "
-        f"the dataset (e.g. 'cifar10-test-10k'). Got {fingerprint!r} instead."
-    )
-
-
-def _check_chunk_rows(chunk_rows: Any) -> int | None:
-    if chunk_rows is None:
-        return None
-    if (isinstance(chunk_rows, numbers.Integral) and not isinstance(chunk_rows, bool)
-            and chunk_rows >= 1):
-        return int(chunk_rows)
-    raise StoreError(
-        "The 'chunk_rows' parameter must be None or a positive integer. "
-        f"Got {chunk_rows!r} instead."
-    )
-
-
-def _check_collision(existing: Iterable[str], name: str, kind: str) -> None:
-    folded = name.casefold()
-    for other in existing:
-        if other != name and other.casefold() == folded:
-            raise InvalidNameError(
-                f"invalid name for a {kind}: {name!r} differs from the existing {kind} {other!r} "
-                "only by case, so the two would collide on case-insensitive file systems "
-                f"(macOS, Windows). Use {other!r} or a different name."
-            )
 
 
 class ActivationStore:
@@ -135,6 +60,7 @@ class ActivationStore:
         self._root = root
         self._mode = mode
         self._made_root = False  # create() made the local folder: discarding may remove it
+        self._catalog = Catalog(root.store, location)
 
     def __getstate__(self):
         # Pickles as an address (reopened on arrival), never as open Zarr objects.
@@ -142,7 +68,7 @@ class ActivationStore:
 
     def __setstate__(self, state):
         location, mode = state["location"], state["mode"]
-        root = _open_root(location, location.zarr_store(read_only=mode == "r"), mode)
+        root = open_root(location, location.zarr_store(read_only=mode == "r"), mode)
         self.__init__(location, root, mode=mode)
 
     # -- creating and opening ----------------------------------------------------------------------
@@ -180,8 +106,8 @@ class ActivationStore:
         StoreError
             A parameter is invalid.
         """
-        n_datapoints = _check_n_datapoints(n_datapoints)
-        fingerprint = _check_fingerprint(fingerprint)
+        n_datapoints = check_n_datapoints(n_datapoints)
+        fingerprint = check_fingerprint(fingerprint)
         location = Location.from_user(path, storage_options)
         state = check_output_target(location, kind="activations")
         if state == "ours" and not overwrite:
@@ -191,7 +117,7 @@ class ActivationStore:
                 "(--overwrite) to replace it."
             )
         meta = {"kind": "activation_store", "format": layout.FORMAT,
-                "n_datapoints": n_datapoints, "fingerprint": fingerprint, "created": _iso()}
+                "n_datapoints": n_datapoints, "fingerprint": fingerprint, "created": iso_time()}
         with creating(location, kind="activations") as made_root:
             zstore = location.zarr_store(read_only=False)
             root = zarr.open_group(zstore, mode="w" if state == "ours" else "w-", zarr_format=3,
@@ -220,7 +146,7 @@ class ActivationStore:
             raise missing
         zstore = location.zarr_store(read_only=mode == "r")
         try:
-            root = _open_root(location, zstore, mode)
+            root = open_root(location, zstore, mode)
         except FileNotFoundError as exc:
             raise missing from exc
         return cls(location, root, mode=mode)
@@ -251,7 +177,7 @@ class ActivationStore:
         return meta
 
     def _reopen(self) -> None:
-        self._root = _open_root(self._location, self._root.store, self._mode)
+        self._root = open_root(self._location, self._root.store, self._mode)
 
     @property
     def n_datapoints(self) -> int | None:
@@ -268,44 +194,6 @@ class ActivationStore:
         return f"ActivationStore({where}, mode={self._mode!r}, n_datapoints={self.n_datapoints})"
 
     # -- listing -----------------------------------------------------------------------------------
-    def _children(self, prefix: str, kind: str) -> dict[str, dict]:
-        """{name: attributes} of the child nodes of ``prefix``, each checked as a ``kind``
-        ('network', 'layer', 'array'). Writes in progress are left out; damage raises."""
-        return documents.child_documents(self._root.store, self._location, prefix, kind)
-
-    def _network_docs(self) -> list[tuple[str, dict]]:
-        """(network, attributes) of every network, in insertion order."""
-        entries = []
-        for name, doc in self._children(layout.NETWORKS, "network").items():
-            info = doc[layout.KEY]
-            entries.append((info["created_ns"], name, dict(doc.get("attrs") or {})))
-        entries.sort(key=lambda e: (e[0], e[1]))
-        return [(name, attrs) for _, name, attrs in entries]
-
-    def _network_names(self) -> list[str]:
-        return [name for name, _ in self._network_docs()]
-
-    def _not_found(self, network: str) -> NetworkNotFoundError:
-        names = self._network_names()
-        held = (f"It holds {len(names)} networks: {_some(names)}." if names
-                else "It holds no networks yet.")
-        return NetworkNotFoundError(
-            f"network {network!r} is not in the activation store at {self._location}. {held}"
-        )
-
-    def _network_group(self, network: str) -> zarr.Group:
-        network = check_name(network, kind="network")
-        if documents.node_document(self._root.store, self._location,
-                                   layout.network_path(network), "network") is None:
-            raise self._not_found(network)
-        try:
-            group = self._root[layout.network_path(network)]
-        except KeyError:
-            raise self._not_found(network) from None
-        if not isinstance(group, zarr.Group):
-            raise self._not_found(network)
-        return group
-
     def networks(self, query: str | list[str] | None = None) -> list[str]:
         """Network ids, in insertion order (networks added later come after older ones).
 
@@ -329,24 +217,12 @@ class ActivationStore:
             ``query`` is of another type.
         """
         if query is None:
-            return self._network_names()
+            return self._catalog.network_names()
         if isinstance(query, str):
             parsed = parse_query(query)  # refuse what is not a query before reading anything
             return parsed.select(self.attributes())
         if isinstance(query, (list, tuple, set, frozenset)) or hasattr(query, "__array__"):
-            wanted = [check_name(n, kind="network") for n in list(query)]
-            names = self._network_names()
-            known = set(names)
-            for name in wanted:
-                if name not in known:
-                    held = (f"It holds {len(names)} networks: {_some(names)}." if names
-                            else "It holds no networks yet.")
-                    raise NetworkNotFoundError(
-                        f"network {name!r} is not in the activation store at {self._location}. "
-                        f"{held}"
-                    )
-            wanted_set = set(wanted)
-            return [name for name in names if name in wanted_set]
+            return self._catalog.select(query)
         raise StoreError(
             "The 'query' parameter must be None, a list of network ids or a query string such as "
             f"\"lr == 0.01\". Got {type(query).__name__} {query!r} instead."
@@ -360,7 +236,7 @@ class ActivationStore:
         """
         import pandas as pd
 
-        docs = self._network_docs()
+        docs = self._catalog.network_docs()
         if networks is not None:
             keep = set(self.networks(networks))
             docs = [(name, attrs) for name, attrs in docs if name in keep]
@@ -369,77 +245,21 @@ class ActivationStore:
             return pd.DataFrame(index=index)
         return pd.DataFrame.from_records([attrs for _, attrs in docs], index=index)
 
-    def _layer_docs(self, network: str) -> list[str]:
-        """The network's layer names, in the order they were first written."""
-        network = check_name(network, kind="network")
-        if documents.node_document(self._root.store, self._location,
-                                   layout.network_path(network), "network") is None:
-            raise self._not_found(network)
-        entries = [(doc[layout.KEY]["created_ns"], name)
-                   for name, doc in self._children(layout.network_path(network), "layer").items()]
-        return [name for _, name in sorted(entries)]
-
     def layers(self, network: str) -> list[str]:
         """The network's layer names, in the order they were first written."""
-        return self._layer_docs(network)
-
-    def _arrays(self, network: str, layer: str) -> tuple[list[int], bool]:
-        """(steps, has an array without step) of a layer; raises if there is no such layer."""
-        layer = check_name(layer, kind="layer")
-        names = self._layer_docs(network)
-        if layer not in names:
-            held = f"Its layers are: {_some(names, 50)}." if names else "It has no layers yet."
-            raise LayerNotFoundError(f"network {network!r} has no layer {layer!r}. {held}")
-        found = [layout.parse_array_name(name)
-                 for name in self._children(layout.layer_path(network, layer), "array")]
-        steps = sorted(step for ok, step in found if ok and step is not None)
-        return steps, any(ok and step is None for ok, step in found)
+        return self._catalog.layer_names(network)
 
     def steps(self, network: str, layer: str) -> list[int]:
         """Training steps stored for a layer, ascending; empty if it is stored without steps."""
-        return self._arrays(network, layer)[0]
-
-    def _open_array(self, network: str, layer: str, step: int | None) -> zarr.Array:
-        network = check_name(network, kind="network")
-        layer = check_name(layer, kind="layer")
-        step = check_step(step)
-        zstore, location = self._root.store, self._location
-        path = layout.array_path(network, layer, step)
-        # The network's and layer's documents too (read at once): damage there is reported,
-        # not read past.
-        found = documents.node_documents(zstore, location, [
-            (layout.network_path(network), "network"),
-            (layout.layer_path(network, layer), "layer"), (path, "array")])
-        if all(doc is not None for doc in found):
-            array = documents.open_activation_array(zstore, location, path, checked=True)
-            if array is not None:
-                return array
-        steps, unstepped = self._arrays(network, layer)  # raises for a missing network or layer
-        who = f"network {network!r}, layer {layer!r}"
-        if step is None and steps:
-            raise LayerNotFoundError(
-                f"{who} is stored by training step (steps {steps}); pass step= one of them."
-            )
-        if step is not None and steps:
-            raise LayerNotFoundError(f"{who} has no step {step}; its steps are {steps}.")
-        if step is not None and unstepped:
-            raise LayerNotFoundError(
-                f"{who} is stored without training steps; pass step=None."
-            )
-        raise LayerNotFoundError(f"{who} holds no activations.")
+        return self._catalog.arrays(network, layer)[0]
 
     def has_layer(self, network: str, layer: str, step: int | None = None) -> bool:
         """Whether :meth:`reader` would find this network, layer and step (None: no step)."""
-        network = check_name(network, kind="network")
-        layer = check_name(layer, kind="layer")
-        step = check_step(step)
-        return node_exists(self._root.store, layout.array_path(network, layer, step))
+        return self._catalog.has_array(network, layer, step)
 
     def timesteps(self, network: str, layer: str, step: int | None = None) -> list[int]:
         """Sequence timesteps of a recurrent layer (``[0, ..., T-1]``); empty for a 2-D layer."""
-        array = self._open_array(network, layer, step)
-        info = array.attrs.get(layout.KEY) or {}
-        return list(range(array.shape[1])) if info.get("timesteps") else []
+        return self._catalog.timesteps(network, layer, step)
 
     # -- reading -----------------------------------------------------------------------------------
     def reader(self, network: str, layer: str, *, step: int | None = None,
@@ -453,45 +273,8 @@ class ActivationStore:
         StoreError
             ``timestep`` missing for a recurrent layer, out of range, or given for a 2-D layer.
         """
-        array = self._open_array(network, layer, step)
-        step = check_step(step)
-        timestep = check_timesteps_index(timestep)
-        info = array.attrs.get(layout.KEY) or {}
-        who = f"network {network!r}, layer {layer!r}"
-        if step is not None:
-            who += f", step {step}"
-        if info.get("timesteps"):
-            n_timesteps = int(array.shape[1])
-            if timestep is None:
-                raise StoreError(
-                    f"{who} is a recurrent layer stored with {n_timesteps} timesteps, shape "
-                    f"(n_datapoints, n_timesteps, n_neurons) = {tuple(array.shape)}; pass "
-                    f"timestep= (0 to {n_timesteps - 1})."
-                )
-            if not -n_timesteps <= timestep < n_timesteps:
-                raise StoreError(
-                    f"{who}: timestep {timestep} is out of range; it has {n_timesteps} timesteps "
-                    f"(0 to {n_timesteps - 1})."
-                )
-            timestep %= n_timesteps
-            shape = (int(array.shape[0]), int(array.shape[2]))
-        else:
-            if timestep is not None:
-                raise StoreError(f"{who} has no timesteps (it is stored 2-D); pass timestep=None.")
-            shape = (int(array.shape[0]), int(array.shape[1]))
-        n_datapoints = self.n_datapoints
-        if n_datapoints is not None and shape[0] != n_datapoints:
-            path = layout.array_path(network, layer, step)
-            raise documents.damaged(
-                documents.shown(self._location, f"{path}/zarr.json"),
-                f"the array has {shape[0]} datapoints, but the store's root document records "
-                f"{n_datapoints}")
-        return LayerReader(
-            self._location, layout.array_path(network, layer, step), network=network,
-            layer=layer, step=step, timestep=timestep, shape=shape, dtype=array.dtype,
-            chunk_rows=max(1, min(int(array.chunks[0]), shape[0])),
-            write_id=str(info.get("write_id", "")),
-        )
+        return self._catalog.reader(network, layer, step, timestep,
+                                    n_datapoints=self.n_datapoints)
 
     def read(self, network: str, layer: str, *, step: int | None = None,
              timestep: int | None = None) -> np.ndarray:
@@ -525,21 +308,8 @@ class ActivationStore:
         DamagedStoreError
             The first damaged document or chunk found, with its path and what to do.
         """
-        present = set(sync(_list_prefix(self._root.store, f"{layout.NETWORKS}/")))
-        count = 0
-        for network in self.networks(networks):
-            for layer in self.layers(network):
-                steps, unstepped = self._arrays(network, layer)
-                for step in ([None] if unstepped else []) + steps:
-                    timesteps = self.timesteps(network, layer, step) or [None]
-                    reader = self.reader(network, layer, step=step, timestep=timesteps[0])
-                    reader.check_complete(present)
-                    for timestep in timesteps if read else []:
-                        for _ in self.reader(network, layer, step=step,
-                                             timestep=timestep).iter_chunks():
-                            pass
-                    count += 1
-        return count
+        return self._catalog.verify(self.networks(networks), read=read,
+                                    n_datapoints=self.n_datapoints)
 
     def content_fingerprint(self, items: Iterable[Any]) -> str:
         """sha256 hex of what a computation read: ``n_datapoints`` plus, for each item in the
@@ -549,21 +319,7 @@ class ActivationStore:
         ``(network, layer, step)`` tuples. Any rewrite of an array changes its ``write_id`` and
         so the fingerprint.
         """
-        parts = []
-        for item in items:
-            if isinstance(item, LayerReader):
-                part = [item.network, item.layer, item.step, item.write_id]
-                if item.timestep is not None:
-                    part.append(item.timestep)
-            else:
-                network, layer, *rest = item
-                step = check_step(rest[0] if rest else None)
-                info = self._open_array(network, layer, step).attrs.get(layout.KEY) or {}
-                part = [network, layer, step, str(info.get("write_id", ""))]
-            parts.append(part)
-        payload = json.dumps({"n_datapoints": self.n_datapoints, "items": parts},
-                             separators=(",", ":"), sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()
+        return self._catalog.content_fingerprint(items, n_datapoints=self.n_datapoints)
 
     # -- leftovers of interrupted writes -----------------------------------------------------------
     def staged(self) -> list[dict]:
@@ -573,28 +329,7 @@ class ActivationStore:
         (``'staged'`` for a write being staged, ``'replaced'`` for an old array moved aside by an
         overwrite). They are never listed as layers and never read; they only take space.
         """
-        zstore = self._location.zarr_store(read_only=True)
-        now = time.time()
-        entries = []
-        for name in sorted(sync(_list_dir(zstore, layout.STAGING))):
-            if name == "zarr.json":  # the staging group's own metadata
-                continue
-            path = f"{layout.STAGING}/{name}"
-            if name.endswith("-replaced"):
-                stamp = name.split("-", 1)[0]
-                age = now - int(stamp) / 1e9 if stamp.isdigit() else None
-                entries.append({"name": name, "age_seconds": age, "kind": "replaced"})
-                continue
-            age = None
-            if node_exists(zstore, path):
-                try:  # a leftover's document may be damaged too: its age is then unknown
-                    info = zarr.open_array(store=zstore, path=path, mode="r").attrs[layout.KEY]
-                    written = datetime.datetime.fromisoformat(info.get("written", ""))
-                    age = now - written.timestamp()
-                except Exception:
-                    age = None
-            entries.append({"name": name, "age_seconds": age, "kind": "staged"})
-        return entries
+        return staging.staged(self._location)
 
     def discard_staged(self, *, older_than: float = 24 * 3600.0) -> list[str]:
         """Delete ``_staging/`` entries older than ``older_than`` seconds; returns their names.
@@ -603,13 +338,7 @@ class ActivationStore:
         kept. Needs a store opened with ``mode='a'``.
         """
         self._check_writable()
-        zstore = self._location.zarr_store(read_only=False)
-        gone = []
-        for entry in self.staged():
-            if entry["age_seconds"] is not None and entry["age_seconds"] > older_than:
-                delete_node(zstore, f"{layout.STAGING}/{entry['name']}")
-                gone.append(entry["name"])
-        return gone
+        return staging.discard(self._location, older_than=older_than)
 
     # -- writing -----------------------------------------------------------------------------------
     def _check_writable(self) -> None:
@@ -660,7 +389,7 @@ class ActivationStore:
         InvalidNameError
             A name outside the allowed form, or one differing from an existing one only by case.
         """
-        with self._transaction(fingerprint=fingerprint) as tx:
+        with self.transaction(fingerprint=fingerprint) as tx:
             tx.add(network, layer, acts, step=step, attrs=attrs, overwrite=overwrite,
                    chunk_rows=chunk_rows, dtype=dtype, timesteps=timesteps)
 
@@ -668,272 +397,44 @@ class ActivationStore:
         """Merge attributes into an existing network's metadata (a value of None removes a key)."""
         self._check_writable()
         attrs = check_attrs(attrs)
-        group = self._network_group(network)
-        merged = {**(group.attrs.get("attrs") or {}), **attrs}
-        group.update_attributes({"attrs": {k: v for k, v in merged.items() if v is not None}})
+        merge_attrs(self._catalog.network_group(self._root, network), attrs)
 
-    def _record_datapoints(self, n_datapoints: int, fingerprint: str | None = None) -> None:
-        """Fix the datapoint count of a store created without one (single writer). Private."""
+    # -- for cca_scale's own writers (ingest, capture); not part of the user API ----------------
+    def transaction(self, *, fingerprint: str | None = None) -> Transaction:
+        """Stage several layers and commit them together (all or nothing).
+
+        A context manager: layers staged with its ``writer`` / ``add`` land together when the
+        block ends without an error; on an error everything staged is deleted. Used by
+        :meth:`add`, :mod:`cca_scale.store.ingest` and :mod:`cca_scale.store.capture`.
+        """
         self._check_writable()
-        n_datapoints = _check_n_datapoints(n_datapoints)
+        fingerprint = check_fingerprint(fingerprint)
+        meta = self._meta()
+        return Transaction(self, self._root, meta, fingerprint=fingerprint)
+
+    def record_datapoints(self, n_datapoints: int, fingerprint: str | None = None) -> int:
+        """Fix the datapoint count (and fingerprint) of a store created without one.
+
+        Single writer. Nothing changes if a count is recorded already; returns the count the
+        store records now.
+        """
+        self._check_writable()
+        n_datapoints = check_n_datapoints(n_datapoints)
         meta = self._meta()
         if meta.get("n_datapoints") is None:
             meta = {**meta, "n_datapoints": n_datapoints,
-                    "fingerprint": meta.get("fingerprint") or _check_fingerprint(fingerprint)}
+                    "fingerprint": meta.get("fingerprint") or check_fingerprint(fingerprint)}
             self._root.update_attributes({layout.KEY: meta})
+        return meta["n_datapoints"]
 
-    def _transaction(self, *, fingerprint: str | None = None) -> "_Transaction":
-        """Stage several layers and commit them together (all or nothing). Package-private."""
-        self._check_writable()
-        return _Transaction(self, fingerprint=_check_fingerprint(fingerprint))
+    def delete_if_empty(self) -> bool:
+        """Delete the store if it holds no network (one just created for a write that failed).
 
-    def _commit(self, tx: "_Transaction") -> None:
-        zstore = self._root.store
-        created: list[str] = []
-        placed: list[tuple[str, str | None]] = []  # (final path, where the replaced array went)
-        try:
-            existing_networks = {network for network in tx.networks()
-                                 if node_exists(zstore, layout.network_path(network))}
-            for network in tx.networks():
-                if network in existing_networks:
-                    continue
-                created_ns = _now_ns()
-                attrs = {k: v for k, v in tx.attrs.get(network, {}).items() if v is not None}
-                try:
-                    self._root.create_group(layout.network_path(network), attributes={
-                        layout.KEY: {"kind": "network", "created_ns": created_ns,
-                                     "created": _iso(created_ns)},
-                        "attrs": attrs})
-                except zarr.errors.ContainsGroupError:
-                    raise StoreConflictError(
-                        f"network {network!r} was created by another writer at the same time; "
-                        "write each network from one process only."
-                    ) from None
-                created.append(layout.network_path(network))
-            for writer, overwrite in tx.writers:
-                lpath = layout.layer_path(writer.network, writer.layer)
-                if not node_exists(zstore, lpath):
-                    self._root.create_group(lpath, attributes={
-                        layout.KEY: {"kind": "layer", "created_ns": _now_ns()}})
-                    created.append(lpath)
-                final = layout.array_path(writer.network, writer.layer, writer.step)
-                replaced = None
-                if node_exists(zstore, final):
-                    if not overwrite:
-                        raise _exists_error(writer.network, writer.layer, writer.step)
-                    # Named with the time it was moved aside, so discard_staged() can age it.
-                    replaced = f"{layout.STAGING}/{_now_ns()}-{uuid.uuid4().hex}-replaced"
-                    move_node(zstore, final, replaced)
-                placed.append((final, replaced))
-                move_node(zstore, writer.staging_path, final)
-                writer.committed = True
-            for network in tx.networks():
-                if network in existing_networks and tx.attrs.get(network):
-                    group = self._root[layout.network_path(network)]
-                    merged = {**(group.attrs.get("attrs") or {}), **tx.attrs[network]}
-                    group.update_attributes(
-                        {"attrs": {k: v for k, v in merged.items() if v is not None}})
-            meta = self._meta()
-            if meta.get("n_datapoints") is None and tx.expected_n is not None:
-                meta = {**meta, "n_datapoints": tx.expected_n,
-                        "fingerprint": meta.get("fingerprint") or tx.fingerprint}
-                self._root.update_attributes({layout.KEY: meta})
-            elif tx.expected_n is not None and meta.get("n_datapoints") != tx.expected_n:
-                raise StoreConflictError(
-                    f"Another writer recorded {meta.get('n_datapoints')} datapoints for the store "
-                    f"at {self._location} while this write had {tx.expected_n} datapoints; "
-                    "create the store with n_datapoints= when writing from several processes."
-                )
-        except BaseException:
-            for final, replaced in reversed(placed):  # best effort: put everything back
-                try:
-                    if node_exists(zstore, final):
-                        delete_node(zstore, final)
-                    if replaced is not None:
-                        move_node(zstore, replaced, final)
-                except Exception:
-                    pass
-            for path in reversed(created):
-                try:
-                    delete_node(zstore, path)
-                except Exception:
-                    pass
-            raise
-        for _, replaced in placed:
-            if replaced is not None:
-                delete_node(zstore, replaced)
+        Only what cca_scale wrote goes: the store's files, and its folder only if :meth:`create`
+        made that folder (an empty folder given by the user stays). Returns whether it did.
+        """
+        if self.networks():
+            return False
+        remove_written(self._location, keep_root=not self._made_root)
+        return True
 
-
-async def _list_prefix(zstore, prefix: str) -> list[str]:
-    return [key async for key in zstore.list_prefix(prefix)]
-
-
-async def _list_dir(zstore, prefix: str) -> list[str]:
-    return [name async for name in zstore.list_dir(prefix)]
-
-
-def _exists_error(network: str, layer: str, step: int | None) -> StoreConflictError:
-    who = describe("acts", network=network, layer=layer)
-    if step is not None:
-        who += f", step {step}"
-    return StoreConflictError(
-        f"{who} already exists in the store. Pass overwrite=True (--overwrite on the command "
-        "line) to replace it."
-    )
-
-
-def _open_root(location: Location, zstore, mode: str) -> zarr.Group:
-    """The root group, after checking its document (FileNotFoundError when there is none)."""
-    where = documents.shown(location, "zarr.json")
-    doc = documents.read_document(zstore, location, "")
-    if doc is None:
-        if node_exists(zstore, layout.NETWORKS) or node_exists(zstore, layout.STAGING):
-            raise documents.damaged(where, "the store's root document is missing, though the "
-                                           "folder holds an activation store's groups "
-                                           f"({layout.NETWORKS}/, {layout.STAGING}/)")
-        raise FileNotFoundError(where)
-    documents.root_meta(doc, where, location)
-    try:
-        return zarr.open_group(zstore, mode="r" if mode == "r" else "r+", zarr_format=3)
-    except (FileNotFoundError, zarr.errors.NodeTypeValidationError):
-        raise FileNotFoundError(where) from None  # deleted since
-    except Exception as exc:
-        raise documents.damaged(where, f"Zarr cannot open the group ({type(exc).__name__}: "
-                                       f"{exc})") from None
-
-
-def _child_names(zstore, prefix: str) -> list[str]:
-    async def collect():
-        return [name async for name in zstore.list_dir(prefix) if name != "zarr.json"]
-
-    return sync(collect())
-
-
-
-
-class _Transaction:
-    """Layers staged together and committed at once: all of them land, or none does.
-
-    Used by :meth:`ActivationStore.add` (one layer), manifest ingestion and PyTorch capture
-    (many layers, written batch by batch in parallel). As a context manager it commits on
-    success and deletes everything staged on error.
-    """
-
-    def __init__(self, store: ActivationStore, *, fingerprint: str | None):
-        self.store = store
-        self.writers: list[tuple[LayerWriter, bool]] = []
-        self.attrs: dict[str, dict] = {}
-        self._order: list[str] = []
-        self._keys: set[tuple[str, str, int | None]] = set()
-        meta = store._meta()
-        self.expected_n: int | None = meta.get("n_datapoints")
-        store_fp = meta.get("fingerprint")
-        if fingerprint is not None and store_fp is not None and fingerprint != store_fp:
-            raise StoreConflictError(
-                f"The store's datapoint set has fingerprint {store_fp!r}, but this write is for "
-                f"{fingerprint!r}. Every layer in a store must be recorded on the same datapoints "
-                "in the same order."
-            )
-        if fingerprint is not None and store_fp is None and self.expected_n is not None:
-            raise StoreConflictError(
-                f"This write is for dataset fingerprint {fingerprint!r}, but the store at "
-                f"{store.location} records none (it was created without one), so the datapoints "
-                "cannot be checked. Drop the fingerprint or use a store created with it."
-            )
-        self.fingerprint = store_fp if store_fp is not None else fingerprint
-        self._existing_networks: list[str] | None = None
-
-    def __enter__(self) -> "_Transaction":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        # A refusal of the file system (disk full, read-only) becomes one StorageWriteError,
-        # raised once everything staged is deleted.
-        with storage_errors(self.store.location, kind="activations"):
-            try:
-                if exc is not None:
-                    raise exc
-                self.finish_all()
-                self.store._commit(self)
-            except BaseException:
-                self.abort()
-                raise
-
-    def networks(self) -> list[str]:
-        return list(self._order)
-
-    def writer(self, network: str, layer: str, *, step: int | None = None,
-               attrs: dict | None = None, overwrite: bool = False,
-               chunk_rows: int | None = None, dtype: Any = None, timesteps: bool = False,
-               total: int | None = None, source: str | None = None) -> LayerWriter:
-        """Check names and options and return a writer staging this layer (nothing written yet)."""
-        network = check_name(network, kind="network")
-        layer = check_name(layer, kind="layer")
-        step = check_step(step)
-        attrs = check_attrs(attrs)
-        chunk_rows = _check_chunk_rows(chunk_rows)
-        dtype = None if dtype is None else resolve_dtype(dtype)
-        key = (network, layer, step)
-        if key in self._keys:
-            who = describe("acts", network=network, layer=layer)
-            raise StoreConflictError(
-                f"{who}{f', step {step}' if step is not None else ''} is given twice in one write."
-            )
-        root, zstore = self.store._root, self.store._root.store
-        if not overwrite and node_exists(zstore, layout.array_path(network, layer, step)):
-            raise _exists_error(network, layer, step)
-        if self._existing_networks is None:
-            self._existing_networks = _child_names(zstore, layout.NETWORKS)
-        _check_collision(self._existing_networks + self._order, network, "network")
-        # A folder that lost its document is damage, not a new network or layer to create.
-        documents.check_folder(zstore, self.store._location, layout.network_path(network),
-                               "network")
-        documents.check_folder(zstore, self.store._location, layout.layer_path(network, layer),
-                               "layer")
-        if node_exists(zstore, layout.network_path(network)):
-            _check_collision(_child_names(zstore, layout.network_path(network)), layer, "layer")
-        _check_collision([k[1] for k in self._keys if k[0] == network], layer, "layer")
-        writer = LayerWriter(root, network=network, layer=layer, step=step,
-                             expected_n=self.expected_n if self.expected_n is not None else total,
-                             timesteps=timesteps, chunk_rows=chunk_rows, dtype=dtype,
-                             source=source)
-        writer.committed = False
-        if total is not None and self.expected_n is not None and total != self.expected_n:
-            raise writer._mismatch(total, more=False)
-        self._keys.add(key)
-        if network not in self._order:
-            self._order.append(network)
-        self.attrs.setdefault(network, {}).update(attrs)
-        self.writers.append((writer, bool(overwrite)))
-        return writer
-
-    def add(self, network: str, layer: str, acts: Any, *, chunk_rows: int | None = None,
-            **kwargs: Any) -> LayerWriter:
-        """Stage a whole layer (an array or an iterable of batches)."""
-        batches, total = iter_batches(acts, rows_hint=_check_chunk_rows(chunk_rows))
-        if getattr(acts, "ndim", None) != (3 if kwargs.get("timesteps") else 2):
-            total = None  # the shape check comes first, in the writer
-        writer = self.writer(network, layer, chunk_rows=chunk_rows, total=total, **kwargs)
-        self.record(writer, writer.write_all(batches))
-        return writer
-
-    def record(self, writer: LayerWriter, n: int) -> None:
-        """Check a finished writer's datapoint count against the others'."""
-        if self.expected_n is None:
-            self.expected_n = n
-        elif n != self.expected_n:
-            writer.expected_n = self.expected_n
-            raise writer._mismatch(n, more=n > self.expected_n)
-
-    def finish_all(self) -> None:
-        for writer, _ in self.writers:
-            if not writer._done:
-                self.record(writer, writer.finish())
-
-    def abort(self) -> None:
-        for writer, _ in self.writers:
-            if not writer.committed:
-                try:
-                    writer.abort()
-                except Exception:
-                    pass

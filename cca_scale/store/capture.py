@@ -164,7 +164,7 @@ def capture(model, batches: Iterable[Any], layers, *, store, network: str,
     try:
         if eval_mode:
             model.eval()
-        with store._transaction(fingerprint=fingerprint) as tx:
+        with store.transaction(fingerprint=fingerprint) as tx:
             writers = {
                 name: tx.writer(network, name, step=step, attrs=attrs, overwrite=overwrite,
                                 chunk_rows=chunk_rows, dtype=dtype, timesteps=timesteps,

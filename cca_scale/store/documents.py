@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
 
 from cca_scale.errors import DamagedStoreError, StoreError
-from cca_scale.store import layout
+from cca_scale.store import layout, zarr_io
+from cca_scale.store.zarr_io import DOCUMENT
 
 __all__ = [
     "RESTORE",
@@ -45,7 +44,6 @@ __all__ = [
 #: What to do about a damaged store (the end of every DamagedStoreError message).
 RESTORE = ("Restore the store from its source (the copy or backup it was made from), or ingest "
            "the affected networks again.")
-DOCUMENT = "zarr.json"
 # Zarr's LocalStore writes a document to "zarr.<uuid4 hex>.partial", then renames it.
 _TEMPORARY = re.compile(r"zarr\.[0-9a-f]{32}\.partial")
 # Re-checks of a folder without its document before calling it damaged (seconds between them).
@@ -98,14 +96,9 @@ def parse_document(raw: bytes, where: str) -> dict:
     return doc
 
 
-async def _get(zstore, key: str) -> bytes | None:
-    buffer = await zstore.get(key, prototype=default_buffer_prototype())
-    return None if buffer is None else buffer.to_bytes()
-
-
 def read_document(zstore, location, path: str) -> dict | None:
     """The parsed document of the node at ``path`` (``''``: the root), or None if it has none."""
-    raw = sync(_get(zstore, document_key(path)))
+    raw = zarr_io.get_bytes(zstore, document_key(path))
     return None if raw is None else parse_document(raw, shown(location, document_key(path)))
 
 
@@ -183,12 +176,10 @@ def _layer(doc: dict, where: str) -> None:
 
 def activation_info(doc: dict, where: str) -> dict:
     """Check an activation array's document; returns its ``cca_scale`` attributes."""
-    from zarr.core.metadata.v3 import ArrayV3Metadata
-
     if doc["node_type"] != "array":
         raise damaged(where, "'node_type' is 'group', but an activation array is an 'array'")
     try:
-        metadata = ArrayV3Metadata.from_dict(doc)
+        metadata = zarr_io.array_metadata(doc)
     except Exception as exc:  # Zarr raises KeyError, TypeError, ValueError, ... on bad fields
         raise damaged(where, f"Zarr cannot read the array metadata ({type(exc).__name__}: "
                              f"{exc})") from None
@@ -226,7 +217,7 @@ def open_activation_array(zstore, location, path: str, *,
 # -- listing children ---------------------------------------------------------------------------
 async def _has_content(zstore, path: str) -> bool:
     """Whether anything but a document being written lies under ``path`` (a folder)."""
-    async for key in zstore.list_prefix(f"{path}/"):
+    async for key in zarr_io.aiter_prefix(zstore, f"{path}/"):
         if not _TEMPORARY.fullmatch(key.rsplit("/", 1)[-1]):
             return True
     return False
@@ -234,8 +225,8 @@ async def _has_content(zstore, path: str) -> bool:
 
 async def _staged(zstore, network: str, layer: str, step: int | None) -> bool:
     """Whether ``_staging/`` holds an array of this network, layer and step (a move under way)."""
-    async for name in zstore.list_dir(layout.STAGING):
-        raw = await _get(zstore, f"{layout.STAGING}/{name}/{DOCUMENT}")
+    for name in await zarr_io.alist_children(zstore, layout.STAGING):
+        raw = await zarr_io.aget_bytes(zstore, f"{layout.STAGING}/{name}/{DOCUMENT}")
         try:
             info = json.loads(raw)["attributes"][layout.KEY]
         except Exception:  # no document, or one being written: not the move we look for
@@ -266,7 +257,7 @@ async def _settle(zstore, location, path: str, kind: str) -> bytes | None:
             if await _staged(zstore, network, layer, layout.parse_array_name(name)[1]):
                 return None  # being copied into place (chunks first, document last)
         await asyncio.sleep(delay)
-        raw = await _get(zstore, document_key(path))
+        raw = await zarr_io.aget_bytes(zstore, document_key(path))
         if raw is not None:
             return raw
     raise damaged(shown(location, document_key(path)),
@@ -290,10 +281,10 @@ def _checked(raw: bytes, location, path: str, kind: str) -> dict:
 
 
 async def _child_documents(zstore, location, prefix: str, kind: str) -> dict[str, dict]:
-    names = [name async for name in zstore.list_dir(prefix) if name != DOCUMENT]
+    names = await zarr_io.alist_children(zstore, prefix)
     if kind == "array":  # other nodes in a layer group are not activations: left alone
         names = [name for name in names if layout.parse_array_name(name)[0]]
-    raws = await asyncio.gather(*(_get(zstore, document_key(f"{prefix}/{name}"))
+    raws = await asyncio.gather(*(zarr_io.aget_bytes(zstore, document_key(f"{prefix}/{name}"))
                                   for name in names))
     found = {}
     for name, raw in zip(names, raws):
@@ -309,19 +300,19 @@ async def _child_documents(zstore, location, prefix: str, kind: str) -> dict[str
 def child_documents(zstore, location, prefix: str, kind: str) -> dict[str, dict]:
     """``{name: attributes}`` of the children of ``prefix``, each checked as a ``kind``
     ('network', 'layer' or 'array'); writes in progress are left out, damage raises."""
-    return sync(_child_documents(zstore, location, prefix, kind))
+    return zarr_io.run(_child_documents(zstore, location, prefix, kind))
 
 
 def check_folder(zstore, location, path: str, kind: str) -> None:
     """Raise DamagedStoreError if the node at ``path`` has a folder with data but no document
     (returns when the node is absent, in place, or a write in progress)."""
-    if sync(zstore.exists(document_key(path))):
+    if zarr_io.exists(zstore, document_key(path)):
         return
-    sync(_settle(zstore, location, path, kind))
+    zarr_io.run(_settle(zstore, location, path, kind))
 
 
 async def _node_document(zstore, location, path: str, kind: str) -> dict | None:
-    raw = await _get(zstore, document_key(path))
+    raw = await zarr_io.aget_bytes(zstore, document_key(path))
     if raw is None:
         raw = await _settle(zstore, location, path, kind)
         if raw is None:
@@ -332,7 +323,7 @@ async def _node_document(zstore, location, path: str, kind: str) -> dict | None:
 def node_document(zstore, location, path: str, kind: str) -> dict | None:
     """The checked attributes of the ``kind`` node at ``path``, or None when there is no such
     node (DamagedStoreError for a folder with data but no document, or a bad document)."""
-    return sync(_node_document(zstore, location, path, kind))
+    return zarr_io.run(_node_document(zstore, location, path, kind))
 
 
 def node_documents(zstore, location, nodes: list[tuple[str, str]]) -> list[dict | None]:
@@ -342,7 +333,7 @@ def node_documents(zstore, location, nodes: list[tuple[str, str]]) -> list[dict 
         return await asyncio.gather(*(_node_document(zstore, location, path, kind)
                                       for path, kind in nodes), return_exceptions=True)
 
-    found = sync(all_of())
+    found = zarr_io.run(all_of())
     for item in found:
         if isinstance(item, BaseException):
             raise item

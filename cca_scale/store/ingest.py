@@ -19,12 +19,11 @@ from cca_scale.core.conv import CONV_MODES, flatten_conv
 from cca_scale.errors import ActivationError, CcaScaleError, StoreConflictError, StoreError
 from cca_scale.store.activation_store import ActivationStore
 from cca_scale.store.names import check_attrs, check_name, check_step
-from cca_scale.store.targets import check_output_target, remove_written
+from cca_scale.store.targets import check_output_target
 from cca_scale.store.writer import default_chunk_rows
 
 __all__ = [
     "ManifestRow",
-    "discard_if_empty",
     "ingest_file",
     "ingest_manifest",
     "open_or_create",
@@ -139,7 +138,7 @@ def open_or_create(path, *, n_datapoints: int | None = None, fingerprint: str | 
                                       storage_options=storage_options), True
     store = ActivationStore.open(path, mode="a", storage_options=storage_options)
     if n_datapoints is not None and store.n_datapoints is None:
-        store._record_datapoints(n_datapoints, fingerprint)
+        store.record_datapoints(n_datapoints, fingerprint)
     if n_datapoints is not None and store.n_datapoints != n_datapoints:
         raise StoreConflictError(
             f"The store at {store.location} holds {store.n_datapoints} datapoints per layer, not "
@@ -151,18 +150,6 @@ def open_or_create(path, *, n_datapoints: int | None = None, fingerprint: str | 
             f"{fingerprint!r}."
         )
     return store, False
-
-
-def discard_if_empty(store: ActivationStore) -> bool:
-    """Delete a store that holds no network (one just created for a write that then failed).
-
-    Only what cca_scale wrote goes: the store's files, and its folder only if
-    :meth:`ActivationStore.create` made that folder (an empty folder given by the user stays).
-    """
-    if store.networks():
-        return False
-    remove_written(store.location, keep_root=not store._made_root)
-    return True
 
 
 def ingest_file(store: ActivationStore, network: str, layer: str, path: str, *,
@@ -179,7 +166,7 @@ def ingest_file(store: ActivationStore, network: str, layer: str, path: str, *,
     check_name(layer, kind="layer")
     _check_conv(conv)
     acts = read_activations(path, key=key)
-    with store._transaction(fingerprint=fingerprint) as tx:
+    with store.transaction(fingerprint=fingerprint) as tx:
         tx.add(network, layer, _source(acts, conv), step=step, attrs=attrs, overwrite=overwrite,
                chunk_rows=chunk_rows, dtype=dtype, timesteps=timesteps, source=str(path))
 
@@ -304,7 +291,7 @@ def ingest_manifest(store: ActivationStore, manifest: str, *, overwrite: bool = 
         opened(row, load=False)
     if progress is not None:
         progress(None, 0, len(rows))
-    with store._transaction(fingerprint=fingerprint) as tx:
+    with store.transaction(fingerprint=fingerprint) as tx:
         for done, row in enumerate(rows, start=1):
             tx.add(row.network, row.layer, _source(opened(row, load=True), conv), step=row.step,
                    attrs=row.attrs, overwrite=overwrite, chunk_rows=chunk_rows, dtype=dtype,

@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import zarr
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
 
 from cca_scale.errors import StoreError
 
-__all__ = ["Location", "delete_node", "move_node", "node_exists"]
+__all__ = ["Location"]
 
 # In-memory stores of this process, by token. Weak: a store lives as long as something uses it.
 _MEMORY_STORES: "weakref.WeakValueDictionary[str, zarr.storage.MemoryStore]" = (
@@ -100,37 +98,4 @@ class Location:
                 "path or a URL to read it from several processes."
             )
         return store.with_read_only(read_only) if store.read_only != read_only else store
-
-
-def node_exists(store, path: str) -> bool:
-    return bool(sync(store.exists(f"{path}/zarr.json" if path else "zarr.json")))
-
-
-def delete_node(store, path: str) -> None:
-    """Delete a node and everything under it."""
-    sync(store.delete_dir(path))
-    # LocalStore.delete_dir leaves nothing; others may leave empty prefixes, which are harmless.
-
-
-def move_node(store, src: str, dst: str) -> None:
-    """Rename node ``src`` to ``dst`` (which must not exist). Atomic on local disk."""
-    if isinstance(store, zarr.storage.LocalStore):
-        root = Path(store.root)
-        target = root / dst
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(root / src, target)  # raises if target exists as a non-empty directory
-        return
-    sync(_copy_prefix(store, src, dst))
-    sync(store.delete_dir(src))
-
-
-async def _copy_prefix(store, src: str, dst: str) -> None:
-    prototype = default_buffer_prototype()
-    keys = [key async for key in store.list_prefix(f"{src}/")]
-    # zarr.json last, so that a reader never sees the array before its chunks.
-    keys.sort(key=lambda k: k.endswith("zarr.json"))
-    for key in keys:
-        value = await store.get(key, prototype=prototype)
-        if value is not None:
-            await store.set(dst + key[len(src):], value)
 

@@ -2,7 +2,8 @@
 
 Network and layer names become Zarr node names (directories on disk, key prefixes in object
 stores), so they are held to a small portable form; attribute names become DataFrame columns
-that ``store.networks("lr == 0.01")`` queries, so they are Python identifiers.
+that ``store.networks("lr == 0.01")`` queries, so they are Python identifiers. The values a
+store records about itself (datapoint count, dataset fingerprint, chunk size) are checked here too.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ __all__ = [
     "ATTRIBUTE_FORM",
     "NAME_FORM",
     "check_attrs",
+    "check_chunk_rows",
+    "check_fingerprint",
+    "check_n_datapoints",
     "check_name",
     "check_step",
     "check_timesteps_index",
+    "listed",
 ]
 
 MAX_NAME_LENGTH = 200
@@ -46,6 +51,12 @@ RESERVED_ATTRIBUTES = frozenset({"network"})
 #: as chunks by Zarr tools or a later layout. Names that only look like array names ("acts",
 #: "step_<N>") are fine: arrays live inside layers, one level below any layer name.
 RESERVED_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata", "c"})
+
+
+def listed(names: list[str], limit: int) -> str:
+    """Names as a message lists them: the first ``limit``, then how many more there are."""
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _shown(name: Any) -> str:
@@ -83,22 +94,47 @@ def check_name(name: Any, *, kind: str) -> str:
                            f"A {kind} name must be {NAME_FORM}.")
 
 
+def _optional_int(value: Any, parameter: str, *, minimum: int | None, wanted: str) -> int | None:
+    """None, or ``value`` as an int if it is an integer >= ``minimum`` (numpy integers accepted,
+    bools refused); else StoreError saying the parameter must be None or ``wanted``."""
+    if value is None:
+        return None
+    if (isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+            and (minimum is None or value >= minimum)):
+        return int(value)
+    raise StoreError(
+        f"The {parameter!r} parameter must be None or {wanted}. Got {value!r} instead."
+    )
+
+
 def check_step(step: Any) -> int | None:
     """A training step: None or an integer >= 0 (numpy integers accepted, bools refused)."""
-    if step is None:
-        return None
-    if isinstance(step, numbers.Integral) and not isinstance(step, (bool, np.bool_)) and step >= 0:
-        return int(step)
-    raise StoreError(f"The 'step' parameter must be None or an integer >= 0. Got {step!r} instead.")
+    return _optional_int(step, "step", minimum=0, wanted="an integer >= 0")
 
 
 def check_timesteps_index(timestep: Any) -> int | None:
-    if timestep is None:
+    return _optional_int(timestep, "timestep", minimum=None, wanted="an integer")
+
+
+def check_n_datapoints(n: Any) -> int | None:
+    """A store's datapoint count: None (not fixed yet) or an integer >= 2."""
+    return _optional_int(n, "n_datapoints", minimum=2, wanted="an integer >= 2")
+
+
+def check_chunk_rows(chunk_rows: Any) -> int | None:
+    """Datapoints per stored chunk: None (the default size) or a positive integer."""
+    return _optional_int(chunk_rows, "chunk_rows", minimum=1, wanted="a positive integer")
+
+
+def check_fingerprint(fingerprint: Any) -> str | None:
+    """The user's dataset fingerprint: None or a non-empty printable string."""
+    if fingerprint is None:
         return None
-    if isinstance(timestep, numbers.Integral) and not isinstance(timestep, (bool, np.bool_)):
-        return int(timestep)
+    if isinstance(fingerprint, str) and fingerprint and fingerprint.isprintable():
+        return fingerprint
     raise StoreError(
-        f"The 'timestep' parameter must be None or an integer. Got {timestep!r} instead."
+        "The 'fingerprint' parameter must be None or a non-empty printable string identifying "
+        f"the dataset (e.g. 'cifar10-test-10k'). Got {fingerprint!r} instead."
     )
 
 

@@ -2,10 +2,11 @@
 
 ``store.networks("lr == 0.01 and labels == 'true'")`` and the ``--networks``, ``--against`` and
 ``--query`` options select networks by their attributes. The text is parsed with Python's
-:mod:`ast` (``mode="eval"``), checked against the small grammar below, and evaluated here, row by
-row over the attributes table. Nothing in it is ever passed to ``eval``, ``compile``,
-``pandas.DataFrame.query`` or ``pandas.eval``, so a query can read attribute values and nothing
-else: no functions, no Python variables, no methods of the table.
+:mod:`ast` (``mode="eval"``), checked against the small grammar below (both in
+:mod:`cca_scale.store.query_parse`), and evaluated here, row by row over the attributes table.
+Nothing in it is ever passed to ``eval``, ``compile``, ``pandas.DataFrame.query`` or
+``pandas.eval``, so a query can read attribute values and nothing else: no functions, no Python
+variables, no methods of the table.
 
 Grammar
 -------
@@ -57,24 +58,21 @@ Examples
 
 from __future__ import annotations
 
-import ast
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from cca_scale.errors import InvalidQueryError
-from cca_scale.store.query_syntax import (
-    COMPARISONS,
+from cca_scale.store.query_parse import (
     EXAMPLE,
-    And,
+    OPERATORS,
     Attr,
+    BoolOp,
     Not,
-    Or,
-    refuse,
-    rewrite_operators,
-    short,
     Truth,
-    Validator,
+    parse_tree,
+    refuse,
+    short,
 )
 
 __all__ = ["QUERY_GRAMMAR", "Query", "parse_query", "select"]
@@ -180,20 +178,9 @@ def parse_query(text: str) -> Query:
         raise refuse("the query is empty")
     if len(text) > MAX_QUERY_LENGTH:
         raise refuse(f"the query is {len(text)} characters long; the limit is "
-                      f"{MAX_QUERY_LENGTH}")
-    try:
-        source = rewrite_operators(text.strip())
-        try:
-            tree = ast.parse(source, mode="eval")
-        except SyntaxError as exc:
-            where = f" at character {exc.offset}" if exc.offset else ""
-            raise refuse(f"Could not evaluate the network query {short(text)}: it is not a valid "
-                          f"expression ({exc.msg}{where})") from None
-        validator = Validator(source)
-        validated = validator.condition(tree.body)
-    except (RecursionError, MemoryError):
-        raise refuse("the query is nested too deeply") from None
-    return Query(text=text, names=tuple(dict.fromkeys(validator.names)), _tree=validated)
+                     f"{MAX_QUERY_LENGTH}")
+    tree, names = parse_tree(text)
+    return Query(text=text, names=names, _tree=tree)
 
 
 def select(table, query: str) -> list[str]:
@@ -244,10 +231,9 @@ def _value(operand, row: int, values: dict[str, list]):
 
 
 def _evaluate(node, row: int, values: dict[str, list], networks: list[str]) -> bool:
-    if isinstance(node, And):
-        return all(_evaluate(item, row, values, networks) for item in node.items)
-    if isinstance(node, Or):
-        return any(_evaluate(item, row, values, networks) for item in node.items)
+    if isinstance(node, BoolOp):
+        combine = all if node.op == "and" else any
+        return combine(_evaluate(item, row, values, networks) for item in node.items)
     if isinstance(node, Not):
         return not _evaluate(node.item, row, values, networks)
     if isinstance(node, Truth):
@@ -275,16 +261,13 @@ def _evaluate(node, row: int, values: dict[str, list], networks: list[str]) -> b
     if _missing(left) or _missing(right):
         return negated
     try:
-        return bool(_COMPARISONS_BY_SYMBOL[node.op](left, right))
+        return bool(OPERATORS[node.op](left, right))
     except TypeError:
         raise InvalidQueryError(
             f"invalid query: cannot compare {_shown(node.left, left)} {node.op} "
             f"{_shown(node.right, right)} for network {networks[row]!r}; order strings with "
             "strings and numbers with numbers."
         ) from None
-
-
-_COMPARISONS_BY_SYMBOL = {symbol: function for symbol, function in COMPARISONS.values()}
 
 
 def _shown(operand, value) -> str:

@@ -12,15 +12,14 @@ key. All are :class:`~cca_scale.errors.DamagedStoreError`.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import Iterator
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
 
 from cca_scale.errors import CcaScaleError, DamagedStoreError, StoreError
+from cca_scale.store import zarr_io
 from cca_scale.store.documents import open_activation_array, shown
 from cca_scale.store.location import Location
 
@@ -195,7 +194,7 @@ class LayerReader:
                   for c in self._coords(array, i, t)]
         keys = [self._key(array, c) for c in coords]
         if present is None:
-            found = sync(_exist(array.store_path.store, keys))
+            found = zarr_io.exist_many(array.store_path.store, keys)
         else:
             found = [key in present for key in keys]
         missing = [c for c, ok in zip(coords, found) if not ok]
@@ -211,7 +210,7 @@ class LayerReader:
             return  # finite values whose reduction overflowed
         chunks = np.unique(bad // int(array.chunks[0]))
         coords = self._coords(array, int(chunks[0]))[0]
-        there = sync(array.store_path.store.exists(self._key(array, coords)))
+        there = zarr_io.exists(array.store_path.store, self._key(array, coords))
         problem = _NON_FINITE if there else _LOST
         raise self._damage(array, coords, problem, more=len(chunks) - 1)
 
@@ -255,8 +254,8 @@ class LayerReader:
         """
         array = self.open()
         if present is None:
-            present = set(sync(_list_prefix(array.store_path.store,
-                                            f"{array.store_path.path}/")))
+            present = set(zarr_io.list_prefix(array.store_path.store,
+                                              f"{array.store_path.path}/"))
         timesteps = list(range(int(array.shape[1]))) if array.ndim == 3 else None
         chunks = range(-(-self.shape[0] // int(array.chunks[0])))
         self._check_keys(array, chunks, present, timesteps)
@@ -283,11 +282,3 @@ def _reduce(block: np.ndarray):
         flat = block.reshape(-1)
         return np.dot(flat, flat)
     return block.sum()
-
-
-async def _exist(store, keys: list[str]) -> list[bool]:
-    return list(await asyncio.gather(*(store.exists(key) for key in keys)))
-
-
-async def _list_prefix(store, prefix: str) -> list[str]:
-    return [key async for key in store.list_prefix(prefix)]

@@ -54,12 +54,10 @@ import os
 import stat
 from typing import Any, Iterable, Iterator
 
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
-
 from cca_scale.errors import CcaScaleError, StorageWriteError, UnsafeOutputError
-from cca_scale.store import layout
+from cca_scale.store import layout, zarr_io
 from cca_scale.store.location import Location
+from cca_scale.store.names import listed
 
 __all__ = ["EXPORT_META_ATTR", "NPY_SIDECAR", "NPY_SIDECAR_FORMAT", "OUTPUT_KINDS",
            "check_output_target", "creating", "remove_written", "storage_errors"]
@@ -202,10 +200,9 @@ def _group_state(location: Location, kind: str) -> str:
     zstore = location.zarr_store(read_only=True)
     try:
         if location.kind != "local":
-            names = sync(_first_keys(zstore, 2))
-        raw = sync(zstore.get("zarr.json", prototype=default_buffer_prototype())) if names \
-            else None
-        doc = None if raw is None else json.loads(raw.to_bytes())
+            names = sorted(zarr_io.list_prefix(zstore, "", limit=2))
+        raw = zarr_io.get_bytes(zstore, "zarr.json") if names else None
+        doc = None if raw is None else json.loads(raw)
     except (OSError, ValueError) as exc:  # unreadable, or not JSON
         raise _refuse(shown, f"holds a zarr.json that cannot be read ({exc}), so it is not a "
                              f"cca_scale {thing}", kind) from exc
@@ -213,7 +210,7 @@ def _group_state(location: Location, kind: str) -> str:
         return "absent"
     if doc is None:
         where = "is a folder" if location.kind == "local" else "holds keys"
-        raise _refuse(shown, f"{where} ({_some(names)}) holding data that is not a cca_scale "
+        raise _refuse(shown, f"{where} ({listed(names, 3)}) holding data that is not a cca_scale "
                              f"{thing}", kind)
     if not isinstance(doc, dict) or doc.get("node_type") != "group":
         raise _refuse(shown, f"is a Zarr node that is not a cca_scale {thing}", kind)
@@ -245,20 +242,6 @@ def _marker(meta: Any) -> str | None:
     if "kind" not in meta and "format" in meta and "state" in meta:
         return "comparison"
     return None
-
-
-async def _first_keys(zstore, n: int) -> list[str]:
-    keys = []
-    async for key in zstore.list_prefix(""):
-        keys.append(key)
-        if len(keys) >= n:
-            break
-    return sorted(keys)
-
-
-def _some(names: list[str], limit: int = 3) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 # -- exported files -------------------------------------------------------------------------------
@@ -407,13 +390,13 @@ def remove_written(location: Location, *, keep_root: bool) -> None:
     """
     try:
         if location.kind != "local":
-            sync(location.zarr_store(read_only=False).delete_dir(""))
+            zarr_io.delete_dir(location.zarr_store(read_only=False), "")
             return
         root = location.path
         if not os.path.isdir(root) or os.path.islink(root):
             return
         zstore = location.zarr_store(read_only=True)
-        for key in sync(_all_keys(zstore)):
+        for key in zarr_io.list_prefix(zstore, ""):
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(root, key))
         for folder, _, _ in os.walk(root, topdown=False):
@@ -422,7 +405,3 @@ def remove_written(location: Location, *, keep_root: bool) -> None:
                     os.rmdir(folder)  # only succeeds on an empty folder
     except (OSError, CcaScaleError):
         pass
-
-
-async def _all_keys(zstore) -> list[str]:
-    return [key async for key in zstore.list_prefix("")]

@@ -20,9 +20,10 @@ from array_api_compat import is_cupy_array
 from cca_scale.core.validation import check_activations, describe
 from cca_scale.errors import ActivationError, StoreConflictError
 from cca_scale.store import layout
-from cca_scale.store.location import delete_node
+from cca_scale.store.zarr_io import delete_node
 
-__all__ = ["LayerWriter", "default_chunk_rows", "iter_batches", "storage_dtype", "to_array"]
+__all__ = ["LayerWriter", "default_chunk_rows", "iter_batches", "storage_dtype", "to_array",
+           "to_numpy"]
 
 #: Default size of one stored chunk. Reads of a few chunks stay well inside worker memory.
 TARGET_CHUNK_BYTES = 8 * 2**20
@@ -54,6 +55,11 @@ def to_array(x: Any):
         return np.asarray(x)
     except (TypeError, ValueError):
         return np.asarray(x, dtype=object)
+
+
+def to_numpy(x):
+    """``x`` as a NumPy array: a CuPy array is copied to the host, anything else viewed."""
+    return x.get() if is_cupy_array(x) else np.asarray(x)
 
 
 def _is_array_like(x: Any) -> bool:
@@ -142,7 +148,8 @@ class LayerWriter:
         self._buffered = 0
         self._held: list[Any] = []  # a first batch of a single row, checked with the next one
         self._last_row: np.ndarray | None = None  # one checked row, to check 1-row batches
-        self._done = False
+        self.done = False  # finished or aborted
+        self.committed = False  # set by the transaction once the array is in place
 
     @property
     def who(self) -> str:
@@ -172,12 +179,13 @@ class LayerWriter:
         else:  # check_activations wants 2 rows; pair the row with one already checked.
             checked = check_activations(np.concatenate([self._last_row, to_numpy(flat)]),
                                         **kwargs)[1:]
-        if is_cupy_array(checked):
-            checked = checked.get()
+        checked = to_numpy(checked)
         self._last_row = checked[-1:]
         return checked
 
-    def _mismatch(self, received: int, *, more: bool) -> StoreConflictError:
+    def mismatch_error(self, received: int, *, more: bool) -> StoreConflictError:
+        """The refusal of ``received`` datapoints (``more``: at least that many) when the store
+        holds ``expected_n``."""
         got = (f"more than {self.expected_n} datapoints (at least {received} received)" if more
                else f"{received} datapoints")
         return StoreConflictError(
@@ -189,7 +197,7 @@ class LayerWriter:
     # -- writing ---------------------------------------------------------------------------------
     def push(self, batch: Any) -> None:
         """Check one batch of datapoints and buffer it (whole chunks are written at once)."""
-        if self._done:
+        if self.done:
             raise RuntimeError("LayerWriter.push after finish/abort")
         batch = to_array(batch)
         self._check_ndim(batch)
@@ -219,7 +227,7 @@ class LayerWriter:
             checked = checked.reshape((-1,) + self._inner_shape)
         new_total = self.n_received + checked.shape[0]
         if self.expected_n is not None and new_total > self.expected_n:
-            raise self._mismatch(new_total, more=True)
+            raise self.mismatch_error(new_total, more=True)
         self.n_received = new_total
         self._buffer.append(checked)
         self._buffered += checked.shape[0]
@@ -275,14 +283,14 @@ class LayerWriter:
         if self.n_received == 0:
             raise ActivationError(f"{self.who}: no datapoints were given (every batch was empty).")
         if self.expected_n is not None and self.n_received != self.expected_n:
-            raise self._mismatch(self.n_received, more=False)
+            raise self.mismatch_error(self.n_received, more=False)
         self._flush(final=True)
-        self._done = True
+        self.done = True
         return self.n_received
 
     def abort(self) -> None:
         """Delete whatever was staged. Safe to call more than once."""
-        self._done = True
+        self.done = True
         self._buffer, self._held = [], []
         if self._array is not None:
             delete_node(self.root.store, self.staging_path)
@@ -297,7 +305,3 @@ class LayerWriter:
         except BaseException:
             self.abort()
             raise
-
-
-def to_numpy(x):
-    return x.get() if is_cupy_array(x) else np.asarray(x)

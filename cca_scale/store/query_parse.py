@@ -1,6 +1,10 @@
-"""The syntax half of network queries: Python's AST checked against the grammar of
-:mod:`cca_scale.store.query`, and turned into a small tree of our own that the evaluator walks.
-Nothing here evaluates anything.
+"""Query text to a validated tree of plain dataclasses; everything outside the grammar refused.
+
+The grammar is in :mod:`cca_scale.store.query`. The text is tokenized (pandas' ``&`` and ``|``
+become ``and`` and ``or``; ``@`` is refused), parsed with :func:`ast.parse` in ``eval`` mode and
+walked by a validator that builds the tree below and refuses every other node with an
+:class:`~cca_scale.errors.InvalidQueryError` that says which part and why. Nothing is ever
+compiled or run: evaluation (:meth:`cca_scale.store.query.Query.mask`) walks only this tree.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from typing import Any, Callable, Union
 
 from cca_scale.errors import InvalidQueryError
 
-__all__ = ["And", "Attr", "COMPARISONS", "Choices", "Compare", "EXAMPLE", "Literal", "Not", "Or",
-           "Truth", "Validator", "refuse", "rewrite_operators", "short"]
+__all__ = ["EXAMPLE", "OPERATORS", "Attr", "BoolOp", "Choices", "Compare", "Literal", "Not",
+           "Truth", "parse_tree", "refuse", "short"]
 
+#: The example every refusal ends with.
 EXAMPLE = "a query compares attributes with literals, e.g. \"lr == 0.01 and labels == 'true'\"."
 
-COMPARISONS: dict[type, tuple[str, Callable[[Any, Any], bool]]] = {
+_COMPARISONS: dict[type, tuple[str, Callable[[Any, Any], bool]]] = {
     ast.Eq: ("==", operator.eq),
     ast.NotEq: ("!=", operator.ne),
     ast.Lt: ("<", operator.lt),
@@ -28,8 +33,11 @@ COMPARISONS: dict[type, tuple[str, Callable[[Any, Any], bool]]] = {
     ast.GtE: (">=", operator.ge),
 }
 
+#: The comparison functions by symbol, for evaluation.
+OPERATORS = {symbol: function for symbol, function in _COMPARISONS.values()}
+
 # What each refused node is called in messages (anything not listed: "<type> expressions").
-REFUSED = {
+_REFUSED = {
     ast.Call: "function calls",
     ast.Attribute: "attribute access (a '.' after a name)",
     ast.Subscript: "subscripts ('[...]' after a name)",
@@ -52,7 +60,14 @@ REFUSED = {
 
 
 def refuse(why: str) -> InvalidQueryError:
+    """The error for a query refused because of ``why``."""
     return InvalidQueryError(f"invalid query: {why}; {EXAMPLE}")
+
+
+def short(text: str, limit: int = 80) -> str:
+    """``repr`` of a query for a message, shortened."""
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,17 +89,17 @@ class Choices:
     values: tuple
 
 
-_Operand = Union[Attr, Literal]
+Operand = Union[Attr, Literal]
 
 
 @dataclass(frozen=True)
 class Compare:
     """One comparison ``left op right``; ``op`` is '==', '!=', '<', '<=', '>', '>=', 'in',
-    'not in'. A chain ``a < b < c`` becomes an ``And`` of two of these."""
+    'not in'. A chain ``a < b < c`` becomes a ``BoolOp('and', ...)`` of two of these."""
 
     op: str
-    left: _Operand
-    right: Union[_Operand, Choices]
+    left: Operand
+    right: Union[Operand, Choices]
 
 
 @dataclass(frozen=True)
@@ -95,12 +110,10 @@ class Truth:
 
 
 @dataclass(frozen=True)
-class And:
-    items: tuple
+class BoolOp:
+    """``and`` / ``or`` (``op``) of two or more conditions."""
 
-
-@dataclass(frozen=True)
-class Or:
+    op: str
     items: tuple
 
 
@@ -113,23 +126,17 @@ class Not:
 # Parsing and validation.
 
 
-def segment(text: str, node: ast.AST, limit: int = 60) -> str:
+def _segment(text: str, node: ast.AST, limit: int = 60) -> str:
     """The source of ``node`` for a message (calls shortened to ``f(...)``)."""
     if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
-        shown = f"{segment(text, node.func, limit)}(...)"
+        shown = f"{_segment(text, node.func, limit)}(...)"
     else:
         shown = ast.get_source_segment(text, node) or type(node).__name__
     shown = " ".join(shown.split())
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
-def short(text: str, limit: int = 80) -> str:
-    """``repr`` of a query for a message, shortened."""
-    text = " ".join(text.split())
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
-
-
-def rewrite_operators(text: str) -> str:
+def _rewrite_operators(text: str) -> str:
     """Refuse '@' references and spell pandas' ``&`` / ``|`` as `` and `` / `` or ``.
 
     Works on Python tokens, so an ``&`` or ``@`` inside a string literal is left alone. Text the
@@ -159,7 +166,7 @@ def rewrite_operators(text: str) -> str:
     return text
 
 
-class Validator:
+class _Validator:
     """Turns a parsed expression into the validated tree, refusing everything else."""
 
     def __init__(self, text: str):
@@ -170,7 +177,7 @@ class Validator:
     def condition(self, node: ast.AST):
         if isinstance(node, ast.BoolOp):
             items = tuple(self.condition(value) for value in node.values)
-            return And(items) if isinstance(node.op, ast.And) else Or(items)
+            return BoolOp("and" if isinstance(node.op, ast.And) else "or", items)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.Invert)):
             return Not(self.condition(node.operand))
         if isinstance(node, ast.Compare):
@@ -178,43 +185,43 @@ class Validator:
         if isinstance(node, ast.Name):
             return Truth(Attr(self.name(node)))
         if isinstance(node, (ast.Constant, ast.UnaryOp)):
-            raise refuse(f"{segment(self.text, node)!r} is a value, not a condition")
+            raise refuse(f"{_segment(self.text, node)!r} is a value, not a condition")
         raise self.refused(node)
 
     def compare(self, node: ast.Compare):
         operands = [node.left, *node.comparators]
         parts = []
         for left_node, op, right_node in zip(operands, node.ops, operands[1:]):
-            shown = segment(self.text, node)
+            shown = _segment(self.text, node)
             if isinstance(op, (ast.In, ast.NotIn)):
                 if len(node.ops) > 1:
                     raise refuse(f"'in' cannot be chained with other comparisons ({shown!r}); "
-                                  "combine them with 'and'")
+                                 "combine them with 'and'")
                 name = "in" if isinstance(op, ast.In) else "not in"
                 if not isinstance(left_node, ast.Name):
                     raise refuse(f"the left side of '{name}' must be an attribute name "
-                                  f"({shown!r})")
+                                 f"({shown!r})")
                 parts.append(Compare(name, Attr(self.name(left_node)),
                                       self.choices(right_node, name)))
                 continue
             if isinstance(op, (ast.Is, ast.IsNot)):
                 raise refuse(f"'is' comparisons are not allowed ({shown!r}); use == or !=")
-            symbol = COMPARISONS[type(op)][0]
+            symbol = _COMPARISONS[type(op)][0]
             if symbol in ("==", "!=") and isinstance(right_node, (ast.List, ast.Tuple, ast.Set)):
                 if len(node.ops) > 1 or not isinstance(left_node, ast.Name):
                     raise refuse(f"a list of values is compared only as 'NAME {symbol} [...]' "
-                                  f"({shown!r})")
+                                 f"({shown!r})")
                 parts.append(Compare("in" if symbol == "==" else "not in",
                                       Attr(self.name(left_node)),
                                       self.choices(right_node, symbol)))
                 continue
             left, right = self.operand(left_node), self.operand(right_node)
             if not (isinstance(left, Attr) or isinstance(right, Attr)):
-                raise refuse(f"{segment(self.text, left_node)} {symbol} "
-                              f"{segment(self.text, right_node)} compares two literals; a "
-                              "comparison needs an attribute name on one side")
+                raise refuse(f"{_segment(self.text, left_node)} {symbol} "
+                             f"{_segment(self.text, right_node)} compares two literals; a "
+                             "comparison needs an attribute name on one side")
             parts.append(Compare(symbol, left, right))
-        return parts[0] if len(parts) == 1 else And(tuple(parts))
+        return parts[0] if len(parts) == 1 else BoolOp("and", tuple(parts))
 
     # -- operands -----------------------------------------------------------------------------
     def name(self, node: ast.Name) -> str:
@@ -223,7 +230,7 @@ class Validator:
         self.names.append(node.id)
         return node.id
 
-    def operand(self, node: ast.AST) -> _Operand:
+    def operand(self, node: ast.AST) -> Operand:
         if isinstance(node, ast.Name):
             return Attr(self.name(node))
         return Literal(self.literal(node))
@@ -234,8 +241,8 @@ class Validator:
             if value is None or isinstance(value, (bool, int, float, str)):
                 return value
             raise refuse(f"{type(value).__name__} literals are not allowed "
-                          f"({segment(self.text, node)!r}); use numbers, strings, True, False "
-                          "or None")
+                         f"({_segment(self.text, node)!r}); use numbers, strings, True, False "
+                         "or None")
         if (isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd))
                 and isinstance(node.operand, ast.Constant)
                 and isinstance(node.operand.value, (int, float))
@@ -244,20 +251,20 @@ class Validator:
             return -value if isinstance(node.op, ast.USub) else value
         if isinstance(node, ast.Name):
             raise refuse(f"a list of values holds literals only, not names ({node.id!r}); "
-                          f"quote a string: {node.id!r}")
+                         f"quote a string: {node.id!r}")
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-            raise refuse(f"a list ({segment(self.text, node)!r}) is allowed only after 'in', "
-                          "'not in', '==' or '!='")
+            raise refuse(f"a list ({_segment(self.text, node)!r}) is allowed only after 'in', "
+                         "'not in', '==' or '!='")
         raise self.refused(node)
 
     def choices(self, node: ast.AST, op: str) -> Choices:
         if not isinstance(node, (ast.List, ast.Tuple, ast.Set)):
             raise refuse(f"'{op}' takes a list of literals, e.g. labels {op} ['true', 'random'] "
-                          f"(got {segment(self.text, node)!r})")
+                         f"(got {_segment(self.text, node)!r})")
         return Choices(tuple(self.literal(element) for element in node.elts))
 
     def refused(self, node: ast.AST) -> InvalidQueryError:
-        shown = segment(self.text, node)
+        shown = _segment(self.text, node)
         if isinstance(node, ast.BinOp):
             kind = ("bitwise operators" if isinstance(
                 node.op, (ast.BitAnd, ast.BitOr, ast.BitXor, ast.LShift, ast.RShift))
@@ -265,6 +272,24 @@ class Validator:
             return refuse(f"{kind} are not allowed ({shown!r}); write the value itself")
         if isinstance(node, ast.UnaryOp):
             return refuse(f"{shown!r} is not allowed: '-' and '+' apply to number literals "
-                           "only, 'not' / '~' to conditions")
-        kind = REFUSED.get(type(node), f"{type(node).__name__} expressions")
+                          "only, 'not' / '~' to conditions")
+        kind = _REFUSED.get(type(node), f"{type(node).__name__} expressions")
         return refuse(f"{kind} are not allowed ({shown!r})")
+
+
+def parse_tree(text: str) -> tuple[Any, tuple]:
+    """``(tree, names)`` of a query text: the validated tree and the attribute names it refers
+    to, in order of first appearance. InvalidQueryError for anything outside the grammar."""
+    try:
+        source = _rewrite_operators(text.strip())
+        try:
+            tree = ast.parse(source, mode="eval")
+        except SyntaxError as exc:
+            where = f" at character {exc.offset}" if exc.offset else ""
+            raise refuse(f"Could not evaluate the network query {short(text)}: it is not a valid "
+                         f"expression ({exc.msg}{where})") from None
+        validator = _Validator(source)
+        validated = validator.condition(tree.body)
+    except (RecursionError, MemoryError):
+        raise refuse("the query is nested too deeply") from None
+    return validated, tuple(dict.fromkeys(validator.names))
