@@ -29,7 +29,8 @@ def netrep_angular_procrustes(x, y):
     y = np.pad(y, ((0, 0), (0, width - y.shape[1])))
     u, _, vt = np.linalg.svd(x.T @ y)
     xa, ya = x @ u, y @ vt.T
-    corr = np.dot(xa.ravel(), ya.ravel()) / (np.linalg.norm(xa.ravel()) * np.linalg.norm(ya.ravel()))
+    xa, ya = xa.ravel(), ya.ravel()
+    corr = np.dot(xa, ya) / (np.linalg.norm(xa) * np.linalg.norm(ya))
     return float(np.arccos(np.clip(corr, -1.0, 1.0)))
 
 
