@@ -210,10 +210,8 @@ class DistanceMatrix:
         """
         layer = str(layer)
         against = layer if against_layer is None else str(against_layer)
-        rows = _items_where(self.row_info, "layer", layer, "row", other="network")
-        cols = _items_where(self.col_info, "layer", against, "column", other="network")
-        meta = dict(self.metadata, layer=layer, against_layer=against_layer)
-        return self._block(rows, cols, "network", meta)
+        return self._select("layer", layer, against,
+                            dict(self.metadata, layer=layer, against_layer=against_layer))
 
     def layer_block(self, network_a: str, network_b: str | None = None) -> "DistanceMatrix":
         """The layer-by-layer matrix of two networks of a multi-layer matrix.
@@ -242,14 +240,16 @@ class DistanceMatrix:
         """
         network_a = str(network_a)
         network_b = network_a if network_b is None else str(network_b)
-        rows = _items_where(self.row_info, "network", network_a, "row", other="layer")
-        cols = _items_where(self.col_info, "network", network_b, "column", other="layer")
-        meta = dict(self.metadata, network_a=network_a, network_b=network_b)
-        return self._block(rows, cols, "layer", meta)
+        return self._select("network", network_a, network_b,
+                            dict(self.metadata, network_a=network_a, network_b=network_b))
 
-    def _block(self, rows: list[int], cols: list[int], by: str,
-               metadata: dict[str, Any]) -> "DistanceMatrix":
-        """The sub-matrix at positions ``rows`` x ``cols``, relabelled by the info column ``by``."""
+    def _select(self, column: str, row_value: str, col_value: str,
+                metadata: dict[str, Any]) -> "DistanceMatrix":
+        """The items whose ``column`` ('layer' or 'network') is ``row_value`` (rows) and
+        ``col_value`` (columns), relabelled by the other of the two columns."""
+        by = "network" if column == "layer" else "layer"
+        rows = _items_where(self.row_info, column, row_value, "row", other=by)
+        cols = _items_where(self.col_info, column, col_value, "column", other=by)
         labels = []
         for positions, info, what in ((rows, self.row_info, "row"),
                                       (cols, self.col_info, "column")):
