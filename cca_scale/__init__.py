@@ -56,6 +56,7 @@ _LAZY = {
     "OutputBusyError": ("cca_scale.errors", "OutputBusyError"),
     "PairResult": ("cca_scale.core", "PairResult"),
     "prepare": ("cca_scale.core", "prepare"),
+    "procrustes_distance": ("cca_scale.core", "procrustes_distance"),
     "pwcca_distance": ("cca_scale.core", "pwcca_distance"),
     "read_exported": ("cca_scale.analysis", "read_exported"),
     "save_distances": ("cca_scale.engine", "save_distances"),

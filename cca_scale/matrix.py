@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cca_scale.errors import CcaScaleError, NetworkNotFoundError
+from cca_scale.errors import CcaScaleError, LayerNotFoundError, NetworkNotFoundError
 
 __all__ = ["DistanceMatrix", "SYMMETRIZE"]
 
@@ -181,6 +181,94 @@ class DistanceMatrix:
         return DistanceMatrix(self.values[np.ix_(ri, ci)], rows, cols, dict(self.metadata),
                               self.row_info.iloc[ri], self.col_info.iloc[ci], diag)
 
+    # -- multi-layer matrices: items are (network, layer) pairs -------------------------------
+    def for_layer(self, layer: str, against_layer: str | None = None) -> "DistanceMatrix":
+        """The network-by-network matrix of one layer of a multi-layer matrix.
+
+        Parameters
+        ----------
+        layer : str
+            Rows: the items whose ``row_info['layer']`` is ``layer``.
+        against_layer : str, optional
+            Columns: the items of this layer (``col_info['layer']``); ``layer`` when None.
+
+        Returns
+        -------
+        DistanceMatrix
+            Labelled by network id (``row_info['network']``), with the networks' attributes as
+            ``row_info``/``col_info``, ``metadata['layer']`` (and ``'against_layer'``) set: the
+            input of :func:`cca_scale.cluster`, :func:`cca_scale.group_statistics` and export. A
+            single-layer engine output (it has a ``layer`` column) gives itself, relabelled.
+
+        Raises
+        ------
+        CcaScaleError
+            The matrix has no ``network``/``layer`` columns (not a multi-layer matrix), or a
+            network has several items in the layer (steps, timesteps).
+        LayerNotFoundError
+            No item of that layer; the message lists the matrix's layers.
+        """
+        layer = str(layer)
+        against = layer if against_layer is None else str(against_layer)
+        return self._select("layer", layer, against,
+                            dict(self.metadata, layer=layer, against_layer=against_layer))
+
+    def layer_block(self, network_a: str, network_b: str | None = None) -> "DistanceMatrix":
+        """The layer-by-layer matrix of two networks of a multi-layer matrix.
+
+        Parameters
+        ----------
+        network_a : str
+            Rows: the items whose ``row_info['network']`` is ``network_a``, labelled by layer.
+        network_b : str, optional
+            Columns: the items of this network (``col_info['network']``); ``network_a`` when None
+            (a network's layers against each other).
+
+        Returns
+        -------
+        DistanceMatrix
+            ``values[i, j] = d(layer i of network_a, layer j of network_b)``, labelled by layer
+            name; ``metadata['network_a']``/``['network_b']`` set.
+
+        Raises
+        ------
+        CcaScaleError
+            The matrix has no ``network``/``layer`` columns, or a layer has several items of the
+            network (steps, timesteps).
+        NetworkNotFoundError
+            No item of that network; the message lists the matrix's networks.
+        """
+        network_a = str(network_a)
+        network_b = network_a if network_b is None else str(network_b)
+        return self._select("network", network_a, network_b,
+                            dict(self.metadata, network_a=network_a, network_b=network_b))
+
+    def _select(self, column: str, row_value: str, col_value: str,
+                metadata: dict[str, Any]) -> "DistanceMatrix":
+        """The items whose ``column`` ('layer' or 'network') is ``row_value`` (rows) and
+        ``col_value`` (columns), relabelled by the other of the two columns."""
+        by = "network" if column == "layer" else "layer"
+        rows = _items_where(self.row_info, column, row_value, "row", other=by)
+        cols = _items_where(self.col_info, column, col_value, "column", other=by)
+        labels = []
+        for positions, info, what in ((rows, self.row_info, "row"),
+                                      (cols, self.col_info, "column")):
+            names = [str(v) for v in info[by].iloc[positions]]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise CcaScaleError(
+                    f"The selected {what} items repeat the {by}(s) {repeated[:5]} (several steps "
+                    f"or timesteps of one {by}), so they cannot be labelled by {by}. Select one "
+                    "step per network when comparing, or use .subset() on the full labels."
+                )
+            labels.append(names)
+        ri, ci = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+        row_info, col_info = self.row_info.iloc[ri].copy(), self.col_info.iloc[ci].copy()
+        row_info.index, col_info.index = pd.Index(labels[0]), pd.Index(labels[1])
+        diag = {k: v[np.ix_(ri, ci)] for k, v in self.diagnostics.items()}
+        return DistanceMatrix(self.values[np.ix_(ri, ci)], labels[0], labels[1], metadata,
+                              row_info, col_info, diag)
+
     def __repr__(self) -> str:
         meta = ", ".join(f"{k}={self.metadata[k]!r}" for k in ("metric", "variant", "layer")
                          if k in self.metadata)
@@ -196,3 +284,26 @@ def _positions(labels: tuple[str, ...], wanted: list[str], what: str) -> list[in
             f"{' ...' if len(labels) > 10 else ''}."
         )
     return [index[w] for w in wanted]
+
+
+def _items_where(info: pd.DataFrame, column: str, value: str, what: str, *,
+                 other: str) -> list[int]:
+    """Positions of the items whose ``info[column] == value``, refusing a matrix without the
+    ``network`` and ``layer`` columns of a multi-layer matrix and listing the known values on a
+    miss."""
+    missing = [c for c in (column, other) if c not in info.columns]
+    if missing:
+        raise CcaScaleError(
+            f"This matrix has no {missing} column(s) in its {what} info, so it is not a "
+            "multi-layer matrix (items of (network, layer) pairs, with row_info/col_info columns "
+            "'network' and 'layer'). A matrix of one layer needs no layer selection."
+        )
+    found = (info[column].astype(str) == value).to_numpy()
+    if not found.any():
+        known = list(pd.unique(info[column].astype(str)))
+        error = LayerNotFoundError if column == "layer" else NetworkNotFoundError
+        raise error(
+            f"{column.capitalize()} {value!r} is not among this matrix's {what} {column}s: "
+            f"{known[:10]}{' ...' if len(known) > 10 else ''}."
+        )
+    return [int(i) for i in np.flatnonzero(found)]

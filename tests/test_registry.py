@@ -109,8 +109,10 @@ def test_directional_flag(name, options):
 def test_bounded_flag(name, options):
     info = METRICS[name]
     values = []
-    for seed, scale in ((0, 1.0), (1, 10.0), (2, 0.1)):
-        x, y = layers(seed, widths_for(info), scale=scale)
+    unrelated = (layers(3, widths_for(info))[0], layers(4, widths_for(info))[1])
+    for seed, scale in ((0, 1.0), (1, 10.0), (2, 0.1), (None, 1.0)):
+        # the last pair is unrelated (independent signals), where distances are largest
+        x, y = unrelated if seed is None else layers(seed, widths_for(info), scale=scale)
         res = distances(name, options, x, y)
         values += [res.forward, res.backward]
     values = np.array(values)

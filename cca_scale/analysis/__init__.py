@@ -45,6 +45,7 @@ from cca_scale.analysis.plots import (
     plot_dendrogram,
     plot_group_bars,
     plot_heatmap,
+    plot_layer_map,
     plot_signal_noise,
 )
 from cca_scale.analysis.sequences import timestep_distances
@@ -74,6 +75,7 @@ __all__ = [
     "plot_dendrogram",
     "plot_group_bars",
     "plot_heatmap",
+    "plot_layer_map",
     "plot_signal_noise",
     "read_distances",
     "read_exported",

@@ -23,8 +23,9 @@ __all__ = ["BASELINE_METRICS", "METRIC_COLUMNS", "compare_activations", "compare
            "metrics_table"]
 
 #: The default metrics of :func:`compare_metrics`: PWCCA and the baselines (every metric of the
-#: registry outside the CCA family).
-BASELINE_METRICS = ("pwcca",) + tuple(name for name, m in METRICS.items() if not m.cca_family)
+#: registry outside the CCA family, shape metrics such as procrustes excepted: ask for them).
+BASELINE_METRICS = ("pwcca",) + tuple(name for name, m in METRICS.items()
+                                      if not m.cca_family and name != "procrustes")
 #: Columns of :func:`metrics_table`, in order.
 METRIC_COLUMNS = ("metric", "row", "column", "distance")
 

@@ -9,6 +9,8 @@ file's extension).
   (Figs 3, 4a).
 - :func:`plot_convergence`: distance to the final step over training, one line per layer (Fig 6).
 - :func:`plot_signal_noise`: similarity of the stable and unstable directions (Fig 1d-f).
+- :func:`plot_layer_map`: layer-by-layer distances of two networks, or their mean over pairs of
+  networks, from a multi-layer matrix.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from cca_scale.errors import CcaScaleError
 from cca_scale.matrix import DistanceMatrix
 
 __all__ = ["FIGURE_FORMATS", "plot_convergence", "plot_dendrogram", "plot_group_bars",
-           "plot_heatmap", "plot_signal_noise"]
+           "plot_heatmap", "plot_layer_map", "plot_signal_noise"]
 
 FIGURE_FORMATS = (".png", ".svg", ".pdf")
 _MAX_TICK_LABELS = 40
@@ -382,4 +384,109 @@ def plot_signal_noise(split: Any, *, path: str | os.PathLike | None = None,
     ax.legend(fontsize=8, frameon=False)
     if title:
         ax.set_title(title)
+    return _finish(fig, path)
+
+
+def _layer_map(D: DistanceMatrix, network_a: Any, network_b: Any, *, pairs: Any, by: Any,
+               layers: Sequence[str] | None) -> tuple[DistanceMatrix, str, str, int]:
+    """The (mean) layer-by-layer block shown by :func:`plot_layer_map`, the axes' names and the
+    number of network pairs averaged."""
+    if pairs is not None:
+        if network_a is not None or network_b is not None or by is not None:
+            raise CcaScaleError("Give either pairs= or network_a/network_b (with by=), not both.")
+        pairs = [(str(a), str(b)) for a, b in pairs]
+        row_name = col_name = None
+    elif network_a is None:
+        raise CcaScaleError("Give network_a (a network id, or a group value with by=) or pairs=.")
+    elif by is not None:
+        group_a = network_a
+        group_b = network_a if network_b is None else network_b
+        items = D.row_info
+        if by not in items.columns or "network" not in items.columns:
+            raise CcaScaleError(
+                f"by={by!r} needs 'network' and {by!r} columns in the matrix's row_info; it has "
+                f"{sorted(map(str, items.columns))}.")
+        group = items.drop_duplicates("network").set_index("network")[by]
+        members = {g: [str(n) for n in group.index[group == g]] for g in (group_a, group_b)}
+        for g, nets in members.items():
+            if not nets:
+                known = sorted(pd.unique(group), key=str)
+                raise CcaScaleError(f"No network has {by}={g!r}; the values are {known}.")
+        pairs = [(a, b) for a in members[group_a] for b in members[group_b] if a != b]
+        if not pairs:
+            raise CcaScaleError(f"The group {by}={group_a!r} has one network: no pair to average.")
+        row_name, col_name = f"{by}={group_a}", f"{by}={group_b}"
+    else:
+        network_b = network_a if network_b is None else network_b
+        pairs = [(str(network_a), str(network_b))]
+        row_name, col_name = str(network_a), str(network_b)
+    if not pairs:
+        raise CcaScaleError("pairs= is empty: give at least one (network_a, network_b) pair.")
+    first = D.layer_block(*pairs[0])
+    rows = list(first.row_labels) if layers is None else [str(x) for x in layers]
+    cols = list(first.col_labels) if layers is None else rows
+    blocks = [D.layer_block(a, b).subset(rows, cols) for a, b in pairs]
+    mean = np.mean([blk.values for blk in blocks], axis=0)
+    meta = dict(D.metadata, pairs=[list(p) for p in pairs])
+    if row_name is None:
+        row_name = col_name = f"mean over {len(pairs)} network pair{'s' * (len(pairs) > 1)}"
+    return DistanceMatrix(mean, rows, cols, meta), row_name, col_name, len(pairs)
+
+
+def plot_layer_map(D: DistanceMatrix, network_a: Any = None, network_b: Any = None, *,
+                   pairs: Sequence[tuple[str, str]] | None = None, by: str | None = None,
+                   layers: Sequence[str] | None = None, path: str | os.PathLike | None = None,
+                   cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+                   title: str | None = None):
+    """Layer-by-layer distances of two networks, or their mean over network pairs.
+
+    Parameters
+    ----------
+    D : DistanceMatrix
+        A multi-layer matrix: items are (network, layer) pairs, with ``network`` and ``layer``
+        columns in ``row_info``/``col_info`` (see :meth:`DistanceMatrix.layer_block`).
+    network_a, network_b : str, optional
+        Rows: ``network_a``'s layers; columns: ``network_b``'s (``network_a``'s when None). With
+        ``by``, group values instead: the mean over every pair of distinct networks ``(i, j)``,
+        ``i`` with ``by == network_a``, ``j`` with ``by == network_b`` (within ``network_a``'s
+        group when ``network_b`` is None).
+    pairs : sequence of (str, str), optional
+        Instead of ``network_a``/``network_b``: the mean over these (row network, column network)
+        pairs.
+    by : str, optional
+        A network attribute (a ``row_info`` column) whose values ``network_a``/``network_b`` are.
+    layers : sequence of str, optional
+        Layers shown, in this order on both axes; default the first pair's layers as stored.
+    path : str or path-like, optional
+        Save to this file (``.png``, ``.svg`` or ``.pdf``).
+    cmap, vmin, vmax
+        Colour map and limits of the distances.
+    title : str, optional
+        Default: the metric and what is shown.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Cell ``(i, j)`` is ``d(layer i of the row network, layer j of the column network)``
+        (directed, as stored), averaged over the pairs.
+    """
+    D = check_distance_matrix(D)
+    path = _check_path(path)
+    shown, row_name, col_name, n_pairs = _layer_map(D, network_a, network_b, pairs=pairs, by=by,
+                                                     layers=layers)
+    n_rows, n_cols = shown.shape
+    fig = _figure((1.6 + 0.45 * max(n_cols, 4), 1.2 + 0.45 * max(n_rows, 4)))
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(shown.values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
+                      interpolation="nearest")
+    metric = D.metadata.get("metric", "distance")
+    fig.colorbar(image, ax=ax, label=f"{metric} distance")
+    ax.set_xticks(range(n_cols), shown.col_labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(n_rows), shown.row_labels, fontsize=7)
+    ax.set_xlabel(f"layers of {col_name}")
+    ax.set_ylabel(f"layers of {row_name}")
+    if title is None:
+        title = f"{metric} distance, layer by layer" + (
+            f" (mean of {n_pairs} network pairs)" if n_pairs > 1 else "")
+    fig.suptitle(title)
     return _finish(fig, path)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from cca_scale.cli.common import add_layer_argument
+
 EXAMPLES = """\
 examples:
   cca-scale cluster fc1.zarr                        # k chosen by silhouette
   cca-scale cluster fc1.zarr --by lr --plot fc1.png # ARI/NMI against the learning rate, Fig 5
   cca-scale cluster fc1.zarr --n-clusters 5 -o labels.csv
   cca-scale cluster fc1.nc --distance-threshold 0.4 # an exported matrix works too
+  cca-scale cluster all.zarr --layer fc1            # one layer of a multi-layer output
 
 The matrix is symmetrised as (D + D.T) / 2 (PWCCA is directional) and clustered with SciPy's
 linkage. labels.csv has the columns network, cluster (clusters numbered 1..k in dendrogram order).
@@ -47,6 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="write the labels as CSV with columns network, cluster")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing -o FILE")
+    add_layer_argument(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -54,16 +58,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from pathlib import Path
 
-    from cca_scale.analysis import cluster, read_distances
+    from cca_scale.analysis import cluster
     from cca_scale.analysis._common import attribute_values
     from cca_scale.analysis.plots import _check_path
+    from cca_scale.cli.common import read_matrix
     from cca_scale.errors import StoreConflictError
 
     if args.output and Path(args.output).exists() and not args.overwrite:
         raise StoreConflictError(f"{args.output!r} already exists; pass --overwrite to replace it.")
     for figure in (args.plot, args.dendrogram):
         _check_path(figure)  # a bad extension fails before any work
-    D = read_distances(args.out)
+    D = read_matrix(args.out, args.layer)
     truth = attribute_values(D, args.by) if args.by else None  # fail before the work
     result = cluster(D, n_clusters=args.n_clusters, distance_threshold=args.distance_threshold,
                      method=args.method)

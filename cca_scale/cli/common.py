@@ -101,3 +101,22 @@ def parse_step(text: str | None):
 def show_progress(quiet: bool) -> bool:
     """Progress bars go to stderr, only on a terminal and without --quiet."""
     return not quiet and sys.stderr.isatty()
+
+
+#: Help of ``--layer`` on the commands that read a distance matrix (cluster, groups, export).
+LAYER_HELP = ("on a multi-layer output (items are network/layer pairs): use this layer's "
+              "network-by-network matrix (DistanceMatrix.for_layer); refused on a matrix "
+              "without layers")
+
+
+def add_layer_argument(parser) -> None:
+    """``--layer L``: select one layer of a multi-layer matrix (:func:`read_matrix`)."""
+    parser.add_argument("--layer", metavar="L", help=LAYER_HELP)
+
+
+def read_matrix(path, layer: str | None = None):
+    """The distance matrix at ``path`` (compare output or export), cut to ``layer`` when given."""
+    from cca_scale.analysis import read_distances
+
+    D = read_distances(path)
+    return D if layer is None else D.for_layer(layer)

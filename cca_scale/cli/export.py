@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from cca_scale.cli.common import add_layer_argument
+
 EXAMPLES = """\
 examples:
   cca-scale export fc1.zarr --format csv -o fc1.csv
   cca-scale export fc1.zarr --format netcdf -o fc1.nc     # xarray.open_dataset('fc1.nc')
   cca-scale export fc1.zarr -o fc1.parquet                # format from the extension
+  cca-scale export all.zarr --layer fc1 -o fc1.csv        # one layer of a multi-layer output
 
 formats (all float64, exact):
   csv      header row 'row,<column ids>', then one line per row network: id, distances (%.17g)
@@ -35,16 +38,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace FILE if it is an export cca-scale wrote; never replaces "
                              "data cca-scale did not write")
+    add_layer_argument(parser)
     parser.set_defaults(run=run)
     return parser
 
 
 def run(args) -> int:
-    from cca_scale.analysis import export_distances, read_distances
+    from cca_scale.analysis import export_distances
     from cca_scale.analysis.export import format_from_path
+    from cca_scale.cli.common import read_matrix
 
     fmt = format_from_path(args.output, args.format)
-    D = read_distances(args.out)
+    D = read_matrix(args.out, args.layer)
     path = export_distances(D, args.output, format=fmt, overwrite=args.overwrite,
                             inputs=(args.out,))
     extra = f" (labels in {path}.labels.json)" if fmt == "npy" else ""

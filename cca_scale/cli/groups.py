@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from cca_scale.cli.common import add_layer_argument
+
 EXAMPLES = """\
 examples:
   cca-scale groups conv1.zarr conv2.zarr fc1.zarr --by labels       # Fig 3: true vs random labels
   cca-scale groups fc1.zarr --by width --plot widths.png           # Fig 4a
   cca-scale groups fc1.zarr --by width --correlate test_accuracy   # Fig 4b
+  cca-scale groups all.zarr --layer fc1 --by width     # one layer of a multi-layer output
 
 Give one OUT per layer; the layer is named by the output's metadata (else its file name). Every
 off-diagonal directed pair d(i, j), i != j, counts once: a group of m networks has m (m - 1)
@@ -32,6 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--correlate", metavar="ATTR",
                         help="also correlate each network's mean distance to its group with this "
                              "numeric attribute (Pearson r, p), e.g. test_accuracy")
+    add_layer_argument(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -39,11 +43,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from pathlib import Path
 
-    from cca_scale.analysis import group_correlation, group_statistics, read_distances
+    from cca_scale.analysis import group_correlation, group_statistics
     from cca_scale.analysis.plots import _check_path
+    from cca_scale.cli.common import read_matrix
 
     _check_path(args.plot)
-    matrices = [read_distances(path) for path in args.outs]
+    matrices = [read_matrix(path, args.layer) for path in args.outs]
     names = [str(D.metadata.get("layer") or Path(path).stem)
              for D, path in zip(matrices, args.outs, strict=True)]
     if len(set(names)) != len(names):

@@ -9,6 +9,7 @@ from cca_scale.core.metrics import (
     cosine_distance,
     euclidean_distance,
     mean_cca_distance,
+    procrustes_distance,
     pwcca_distance,
     svcca_distance,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "pair_distances",
     "PairResult",
     "prepare",
+    "procrustes_distance",
     "pwcca_distance",
     "svcca_distance",
     "VARIANTS",

@@ -30,6 +30,7 @@ __all__ = [
     "mean_cca_kernel",
     "projection_weights",
     "pwcca_kernel",
+    "procrustes_kernel",
     "pwcca_side",
     "stable_pwcca_similarity",
     "svcca_basis",
@@ -335,6 +336,20 @@ def euclidean_kernel(cross, a: Basis, b: Basis, *, both: bool = True) -> PairRes
     sq = xp.sum(a.s**2) + xp.sum(b.s**2) - 2 * _centred_inner(cross, a, b)
     d = float(xp.sqrt((xp.clip(sq, 0.0, None) + n * xp.sum((a.mean - b.mean) ** 2)) / n))
     return _symmetric(d, a, b)
+
+
+def procrustes_kernel(cross, a: Basis, b: Basis, *, both: bool = True) -> PairResult:
+    """Angular Procrustes distance (Williams et al. 2021): ``arccos(||Xc^T Yc||_* / (||Xc||_F
+    ||Yc||_F))``, in [0, pi/2].
+
+    ``||Xc^T Yc||_* = ||diag(s_a) C diag(s_b)||_*`` (the nuclear norm, a sum of singular values) and
+    ``||Xc||_F = ||s_a||``. The ratio is clipped to [0, 1] before the arccos; near 0 the arccos
+    turns a rounding error ``eps`` of the ratio into ``sqrt(2 eps)`` (about 1e-8 in float64).
+    """
+    xp = array_namespace(cross)
+    nuclear = xp.sum(xp.linalg.svdvals(a.s[:, None] * cross * b.s[None, :]))
+    ratio = float(nuclear / (xp.sqrt(xp.sum(a.s**2)) * xp.sqrt(xp.sum(b.s**2))))
+    return _symmetric(float(np.arccos(min(max(ratio, 0.0), 1.0))), a, b)
 
 
 def _centred_inner(cross, a: Basis, b: Basis):

@@ -24,7 +24,7 @@ from cca_scale.core.validation import check_not_constant, check_pair
 from cca_scale.errors import IllPosedWarning
 
 __all__ = ["CCAResult", "cca", "cka_distance", "cosine_distance", "euclidean_distance",
-           "mean_cca_distance", "pwcca_distance", "svcca_distance"]
+           "mean_cca_distance", "procrustes_distance", "pwcca_distance", "svcca_distance"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -278,6 +278,42 @@ def cka_distance(x, y, *, rtol: float | None = None, dtype: Any = None,
     a, b = _prepare_pair(x, y, rtol=rtol, dtype=dtype, allow_underdetermined=allow_underdetermined,
                          metric="cka")
     return _one_way(a, b, metric="cka")
+
+
+@_doc("""Angular Procrustes distance (Williams et al. 2021), a shape metric. Symmetric.
+
+    ``d = arccos(||Xc^T Yc||_* / (||Xc||_F ||Yc||_F))`` on centred activations, with ``||.||_*`` the
+    nuclear norm (sum of singular values): the angle between the two centred layers after the best
+    rotation of one onto the other, the narrower one zero-padded. Equal to netrep's
+    ``LinearMetric(alpha=1, center_columns=True, score_method="angular")``.
+
+    A true metric: symmetric, satisfies the triangle inequality, and 0 exactly when one layer is
+    the other up to a rotation (orthogonal map), an isotropic scaling and a translation. Not
+    invariant to general invertible maps (unlike CCA), so the layers may have any widths and
+    ``n_datapoints <= n_neurons`` is fine.
+
+    Parameters
+    ----------""" + _SHARED_DOC + _NO_GUARD_DOC + """
+
+    Returns
+    -------
+    float in [0, pi/2], in radians
+        ``pi/2`` when the layers' centred activations are orthogonal. Near 0 the arccos turns
+        rounding of the ratio into an error of about ``sqrt(2 eps)``: about 1e-8 in float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(50, 4))
+    >>> q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 4)))
+    >>> bool(procrustes_distance(x, 3 * x @ q + 1) < 1e-6)
+    True
+    """)
+def procrustes_distance(x, y, *, rtol: float | None = None, dtype: Any = None,
+                        allow_underdetermined: bool = False) -> float:
+    a, b = _prepare_pair(x, y, rtol=rtol, dtype=dtype, allow_underdetermined=allow_underdetermined,
+                         metric="procrustes")
+    return _one_way(a, b, metric="procrustes")
 
 
 @_doc("""``1 - cos`` between the two (uncentred) activation matrices, neuron by neuron.

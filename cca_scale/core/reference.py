@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["reference_cca", "reference_cka", "reference_cosine", "reference_euclidean",
-           "reference_mean_cca", "reference_pwcca", "reference_pwcca_paper",
+           "reference_mean_cca", "reference_procrustes", "reference_pwcca", "reference_pwcca_paper",
            "reference_pwcca_svcca", "reference_svcca"]
 
 
@@ -134,3 +134,13 @@ def reference_euclidean(x: np.ndarray, y: np.ndarray) -> float:
     """``sqrt(||X - Y||_F^2 / n_datapoints)``: root-mean-square distance between datapoints."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     return float(np.sqrt(np.sum((x - y) ** 2) / x.shape[0]))
+
+
+def reference_procrustes(x: np.ndarray, y: np.ndarray) -> float:
+    """``arccos(||Xc^T Yc||_* / (||Xc||_F ||Yc||_F))``: the angular Procrustes distance (Williams et
+    al. 2021), the angle between the centred layers after the best rotation of one onto the other
+    (the narrower one zero-padded), with the nuclear norm as the sum of singular values."""
+    xc = np.asarray(x, np.float64) - np.mean(x, axis=0)
+    yc = np.asarray(y, np.float64) - np.mean(y, axis=0)
+    nuclear = np.sum(np.linalg.svd(xc.T @ yc, compute_uv=False))
+    return float(np.arccos(np.clip(nuclear / (np.linalg.norm(xc) * np.linalg.norm(yc)), 0, 1)))

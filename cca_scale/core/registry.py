@@ -101,7 +101,8 @@ class MetricInfo:
     directional : bool
         ``d(x, y) != d(y, x)`` in general (PWCCA: the first argument's weights).
     bounded : bool
-        Every value lies in [0, 1].
+        Every value lies in [0, 1]. Metrics with another fixed range (cosine: [0, 2], procrustes:
+        [0, pi/2]) are not bounded in this sense; their descriptions give the range.
     cca_family : bool
         Built on CCA: degenerate when ``n_datapoints <= n_neurons``, refused there unless
         ``allow_underdetermined``.
@@ -196,6 +197,10 @@ _ENTRIES = (
     MetricInfo(
         "cka", "1 - linear CKA (Kornblith et al. 2019)", kernels.cka_kernel,
         reference.reference_cka),
+    MetricInfo(
+        "procrustes", "angular Procrustes shape metric (Williams et al. 2021), a true metric, "
+        "in radians in [0, pi/2]", kernels.procrustes_kernel, reference.reference_procrustes,
+        bounded=False),
     MetricInfo(
         "cosine", "1 - cosine of the activation matrices, neuron by neuron (the paper's "
         "baseline, equal widths, in [0, 2])", kernels.cosine_kernel, reference.reference_cosine,
