@@ -26,6 +26,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "cluster with its members' attributes.\n\n" + EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--metric", metavar="NAME",
+                        help="which matrix of a multi-metric output (compare --metric a,b); "
+                             "default: its only metric, or the first one computed")
     parser.add_argument("out", metavar="OUT",
                         help="a compare output (e.g. fc1.zarr) or an exported matrix "
                              "(.csv, .npy, .nc, .parquet)")
@@ -63,7 +66,7 @@ def run(args) -> int:
         raise StoreConflictError(f"{args.output!r} already exists; pass --overwrite to replace it.")
     for figure in (args.plot, args.dendrogram):
         _check_path(figure)  # a bad extension fails before any work
-    D = read_distances(args.out)
+    D = read_distances(args.out, metric=args.metric)
     truth = attribute_values(D, args.by) if args.by else None  # fail before the work
     result = cluster(D, n_clusters=args.n_clusters, distance_threshold=args.distance_threshold,
                      method=args.method)

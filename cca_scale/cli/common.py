@@ -39,11 +39,19 @@ def parse_selection(text: str | None):
     return text
 
 
-def add_metric_argument(parser, *, default: str = "pwcca") -> None:
-    """``--metric``: its choices and help, one clause per metric, from the metric registry."""
+def add_metric_argument(parser, *, default: str = "pwcca", many: bool = False) -> None:
+    """``--metric``: its choices and help, one clause per metric, from the metric registry.
+    ``many``: a comma-separated list is accepted too (checked by the engine's request)."""
     from cca_scale.core.registry import METRICS
 
     described = "; ".join(f"{name}: {m.description}" for name, m in METRICS.items())
+    if many:
+        parser.add_argument(
+            "--metric", default=default, metavar="NAME[,NAME...]",
+            help=(f"distance (default: {default}), or a comma-separated list such as "
+                  "pwcca,cka,mean_cca: every metric from one pass over the activations, one "
+                  f"matrix each in OUT/<metric>/. Metrics: {described}").replace("%", "%%"))
+        return
     parser.add_argument("--metric", default=default, choices=list(METRICS),
                         help=f"distance (default: {default}). {described}".replace("%", "%%"))
 

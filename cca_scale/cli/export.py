@@ -24,6 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Export a distance matrix at full float64 precision.\n\n" + EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--metric", metavar="NAME",
+                        help="which matrix of a multi-metric output (compare --metric a,b); "
+                             "default: its only metric, or the first one computed")
     parser.add_argument("out", metavar="OUT",
                         help="a compare output (e.g. fc1.zarr) or an exported matrix")
     parser.add_argument("--format", "-f", choices=("csv", "npy", "netcdf", "parquet"),
@@ -44,7 +47,7 @@ def run(args) -> int:
     from cca_scale.analysis.export import format_from_path
 
     fmt = format_from_path(args.output, args.format)
-    D = read_distances(args.out)
+    D = read_distances(args.out, metric=args.metric)
     path = export_distances(D, args.output, format=fmt, overwrite=args.overwrite,
                             inputs=(args.out,))
     extra = f" (labels in {path}.labels.json)" if fmt == "npy" else ""

@@ -23,6 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "groups, for one or several layers.\n\n" + EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--metric", metavar="NAME",
+                        help="which matrix of a multi-metric output (compare --metric a,b); "
+                             "default: its only metric, or the first one computed")
     parser.add_argument("outs", metavar="OUT", nargs="+",
                         help="compare outputs (one per layer) or exported matrices")
     parser.add_argument("--by", metavar="ATTR", required=True,
@@ -43,7 +46,7 @@ def run(args) -> int:
     from cca_scale.analysis.plots import _check_path
 
     _check_path(args.plot)
-    matrices = [read_distances(path) for path in args.outs]
+    matrices = [read_distances(path, metric=args.metric) for path in args.outs]
     names = [str(D.metadata.get("layer") or Path(path).stem)
              for D, path in zip(matrices, args.outs, strict=True)]
     if len(set(names)) != len(names):
