@@ -220,7 +220,7 @@ class ComparisonOutput:
     def _add_metrics(self, metrics: dict, tile: int) -> None:
         """Lay out the arrays of the metrics asked for that the output does not hold yet."""
         meta = self.meta
-        new = {m: p for m, p in metrics.items() if m not in meta.get("metrics", {})}
+        new = {m: p for m, p in metrics.items() if m not in self.metrics}
         if not new:
             return
         shape = (len(meta["rows"]), len(meta["cols"]))
