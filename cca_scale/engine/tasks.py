@@ -52,13 +52,18 @@ class TileSpec:
     tile: Tile
     row_readers: tuple
     col_readers: tuple
-    metrics: tuple  # ((metric name, its arrays' path prefix in the output), ...)
     variant: str
     keep: Any
     epsilon: float
     dtype: str
     backend: str
     chunk_rows: int
+    metrics: tuple = ()  # ((metric name, its arrays' path prefix in the output), ...)
+    metric: str | None = None  # shortcut: one metric of a format-3 output, at '<metric>/'
+
+    def __post_init__(self):
+        if not self.metrics and self.metric is not None:
+            object.__setattr__(self, "metrics", ((self.metric, f"{self.metric}/"),))
 
 
 @dataclass
