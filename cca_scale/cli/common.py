@@ -39,6 +39,15 @@ def parse_selection(text: str | None):
     return text
 
 
+class _MetricLists(tuple):
+    """argparse ``choices`` for ``--metric a,b``: iterates the metric names, and contains every
+    comma-separated list of them (duplicates are refused later by the request, with a message)."""
+
+    def __contains__(self, value) -> bool:
+        return isinstance(value, str) and all(
+            tuple.__contains__(self, part) for part in value.split(","))
+
+
 def add_metric_argument(parser, *, default: str = "pwcca", many: bool = False) -> None:
     """``--metric``: its choices and help, one clause per metric, from the metric registry.
     ``many``: a comma-separated list is accepted too (checked by the engine's request)."""
@@ -48,9 +57,11 @@ def add_metric_argument(parser, *, default: str = "pwcca", many: bool = False) -
     if many:
         parser.add_argument(
             "--metric", default=default, metavar="NAME[,NAME...]",
+            choices=_MetricLists(METRICS),
             help=(f"distance (default: {default}), or a comma-separated list such as "
                   "pwcca,cka,mean_cca: every metric from one pass over the activations, one "
-                  f"matrix each in OUT/<metric>/. Metrics: {described}").replace("%", "%%"))
+                  "matrix each in OUT/<metric>/; a list adds its new metrics to an existing "
+                  f"OUT. {described}").replace("%", "%%"))
         return
     parser.add_argument("--metric", default=default, choices=list(METRICS),
                         help=f"distance (default: {default}). {described}".replace("%", "%%"))

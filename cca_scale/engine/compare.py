@@ -144,7 +144,8 @@ def submit(
             out, params=req.output_params(res.n_datapoints), rows=row_records,
             cols=col_records, square=res.square, tile=None if req.tile is None else tile_in_force,
             default_tile=tile_in_force, overwrite=req.overwrite, extra_meta=extra,
-            inputs=(store.path,), metrics={m: req.metric_params(m) for m in req.metrics})
+            inputs=(store.path,), metrics={m: req.metric_params(m) for m in req.metrics},
+            add_metrics=req.many_metrics)
         n_pairs = len(res.rows) * len(res.cols) - (len(res.rows) if res.square else 0)
         handle = Comparison(out=output, resume=resume, tile=tile_in_force, client=client,
                             owned=owned, temporary_dir=temporary_dir, metrics=req.metrics,

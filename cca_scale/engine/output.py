@@ -135,7 +135,7 @@ class ComparisonOutput:
     @classmethod
     def prepare(cls, path, *, params: dict, rows: list[dict], cols: list[dict], square: bool,
                 tile: int | None, default_tile: int, overwrite: bool, extra_meta: dict,
-                inputs=(), metrics: dict | None = None
+                inputs=(), metrics: dict | None = None, add_metrics: bool = False
                 ) -> tuple["ComparisonOutput", ResumeState, int]:
         """Create ``path``, or reopen it for the same parameters (resume / extension).
 
@@ -145,7 +145,8 @@ class ComparisonOutput:
         :meth:`release` when done), the resume state (tiles with every asked metric done) and the
         tile size in force. Different parameters (shared, or of a metric the output holds), or
         changed or reordered inputs, are refused unless ``overwrite``; a metric the output does
-        not hold yet is added (format 3). Another run holding the lease is refused
+        not hold yet is added when ``add_metrics`` (a list of metrics was asked for; format 3),
+        and refused as another ``metric`` parameter otherwise (a plain name, as before). Another run holding the lease is refused
         (OutputBusyError). Whatever ``overwrite`` says, a path that holds anything but a
         comparison output, or overlaps ``inputs`` (the activation store), is refused with
         UnsafeOutputError (:func:`check_output_target`).
@@ -170,6 +171,14 @@ class ComparisonOutput:
                 meta = group.attrs.get(ATTR_KEY)  # read now that no other run can change it
                 if meta is not None and meta.get("state") != "creating" and not overwrite:
                     out = cls(path, group, lock)
+                    missing = [m for m in metrics if m not in out.metrics]
+                    if missing and not add_metrics:
+                        raise StoreConflictError(
+                            f"{out.path!r} holds a comparison with other parameters (metric: "
+                            f"{out.metrics[0]!r} -> {missing[0]!r}). Use another --out, pass "
+                            "--overwrite to discard it, or ask for a list of metrics (--metric "
+                            f"{','.join(out.metrics + missing)}) to add it."
+                        )
                     tile_in_force = out._check_compatible(params, metrics, rows, cols, tile)
                     resume = out._extend(rows, cols, square, tile_in_force, list(metrics))
                     out._add_metrics(metrics, tile_in_force)
@@ -421,9 +430,10 @@ def count_done(mask: np.ndarray, old_shape: tuple[int, int], n_rows: int, n_cols
 
 
 def write_tile_arrays(path: str, tile: Tile, blocks: dict[str, np.ndarray],
-                      mirrored: dict[str, np.ndarray] | None, prefix: str = "") -> None:
+                      mirrored: dict[str, np.ndarray] | None, prefix: str | None = None
+                      ) -> None:
     """Worker side: write one tile's chunks (and its mirror's) of one metric (its arrays under
-    ``prefix``), then its done flags.
+    ``prefix``; default: the output's first metric), then its done flags.
 
     A write the file system refuses raises StorageWriteError; the tile stays not done (its flag
     is written last), so a rerun with space recomputes it.
@@ -436,6 +446,7 @@ def _write_tile_chunks(path, tile, blocks, mirrored, prefix) -> None:
     import zarr
 
     group = zarr.open_group(store=path, mode="r+", zarr_format=3)
+    prefix = _default_prefix(group, prefix)
     # Every chunk is written, also one equal to the fill value (an all-NaN rho of CKA, no pair
     # ill-posed): a missing chunk then always means a lost one (see done_mask).
     with zarr.config.set({"array.write_empty_chunks": True}):
@@ -450,15 +461,24 @@ def _write_tile_chunks(path, tile, blocks, mirrored, prefix) -> None:
         done[tile.bj, tile.bi] = 1
 
 
-def read_tile_arrays(path: str, tile: Tile, prefix: str = "") -> tuple[dict, dict | None]:
+def _default_prefix(group, prefix: str | None) -> str:
+    if prefix is not None:
+        return prefix
+    meta = dict(group.attrs.get(ATTR_KEY) or {})
+    return metric_prefix(meta, output_metrics(meta)[0]) if meta else ""
+
+
+def read_tile_arrays(path: str, tile: Tile, prefix: str | None = None
+                     ) -> tuple[dict, dict | None]:
     """Worker side: a tile's current chunks of every per-pair array of one metric (its arrays
-    under ``prefix``), and its mirror's.
+    under ``prefix``; default: the output's first metric), and its mirror's.
 
     NaN distances mark the pairs still to do (a fresh tile, or new positions after an extension).
     """
     import zarr
 
     group = zarr.open_group(store=path, mode="r", zarr_format=3)
+    prefix = _default_prefix(group, prefix)
 
     def read(rows: slice, cols: slice) -> dict:
         out, damaged = {}, False
