@@ -16,8 +16,8 @@ from threadpoolctl import threadpool_limits
 from cca_scale.core import compare, prepare
 from cca_scale.core.reference import reference_pwcca_svcca
 
-__all__ = ["bench_core", "bench_engine", "matmul_gflops", "synthetic_activations",
-           "write_synthetic_store"]
+__all__ = ["bench_core", "bench_engine", "bench_metrics", "matmul_gflops",
+           "synthetic_activations", "write_synthetic_store"]
 
 
 def matmul_gflops(*, dtype="float64", size: int = 2048, threads: int | None = None,
@@ -156,6 +156,57 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
             "naive_loop_seconds_estimated": naive_per_pair * n_pairs,
             "speedup_vs_naive_end_to_end": naive_per_pair * n_pairs / t_process,
             "max_abs_asymmetry": float(np.nanmax(np.abs(matrix.values - matrix.values.T))),
+        }
+    finally:
+        tmp.cleanup()
+
+
+def bench_metrics(metrics: list[str], *, n_networks: int = 32, n_datapoints: int = 10_000,
+                  n_neurons: int = 128, workers: int | None = None, tile: int | None = None,
+                  dtype: str = "float64", gpu: bool = False, repeats: int = 3,
+                  workdir: str | None = None, seed: int = 0) -> dict:
+    """Several metrics in one run (``--metric a,b,c``) against the first metric alone, on the
+    same synthetic store: ``cca-scale compare`` processes, alternated, ``repeats`` times each.
+
+    Reports the minimum over the repeats of the whole process and of the pair phase (first tile
+    started to last tile finished, from the output's timings), and their ratios (many / one).
+    """
+    from cca_scale.engine.results import load_distances
+    from cca_scale.runtime import local_worker_count
+
+    workers = workers or local_worker_count()
+    tmp = tempfile.TemporaryDirectory(dir=workdir)
+    root = Path(tmp.name)
+    try:
+        store_path = root / "bench.zarr"
+        write_synthetic_store(store_path, n_networks=n_networks, n_datapoints=n_datapoints,
+                              n_neurons=n_neurons, seed=seed)
+        runs = {"one": metrics[:1], "many": list(metrics)}
+        best = {k: [float("inf"), float("inf")] for k in runs}
+        for _ in range(repeats):
+            for key, names in runs.items():
+                out = root / f"{key}.zarr"
+                cmd = [sys.executable, "-m", "cca_scale.cli.main", "compare", str(store_path),
+                       "--layer", "hidden", "--out", str(out), "--quiet", "--overwrite",
+                       "--metric", ",".join(names), "--workers", str(workers), "--dtype",
+                       dtype] + (["--gpu"] if gpu else []) + (["--tile", str(tile)] if tile
+                                                              else [])
+                t = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True, text=True)
+                elapsed = time.perf_counter() - t
+                phase = load_distances(out).metadata["timings"]["pair_phase_seconds"]
+                best[key] = [min(best[key][0], elapsed), min(best[key][1], phase)]
+        return {
+            "shape": f"N={n_networks} networks x {n_datapoints} datapoints x {n_neurons} "
+                     f"neurons, {dtype}, {workers} worker(s){' on GPU' if gpu else ''}, "
+                     f"min of {repeats}",
+            f"process_seconds_{metrics[0]}": best["one"][0],
+            f"process_seconds_{'+'.join(metrics)}": best["many"][0],
+            "process_ratio": best["many"][0] / best["one"][0],
+            f"pair_phase_seconds_{metrics[0]}": best["one"][1],
+            f"pair_phase_seconds_{'+'.join(metrics)}": best["many"][1],
+            "pair_phase_ratio": best["many"][1] / best["one"][1] if best["one"][1] else
+            float("nan"),
         }
     finally:
         tmp.cleanup()

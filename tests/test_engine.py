@@ -253,7 +253,7 @@ def test_resume_after_sigkill_of_process_group_gives_the_uninterrupted_matrix(sl
     killed = False
     while time.time() < deadline and proc.poll() is None:
         try:
-            flags = zarr.open_array(store=str(out), path="tile_done", mode="r")[...]
+            flags = zarr.open_array(store=str(out), path="pwcca/tile_done", mode="r")[...]
             if np.triu(flags).sum() >= 10:  # tiles (a mirrored tile also flags its mirror)
                 os.killpg(proc.pid, signal.SIGKILL)
                 killed = True

@@ -70,13 +70,37 @@ def references(client, store_path, tmp_path_factory):
     return refs
 
 
+def _prefix(out) -> str:
+    """Where the output's (first) metric's arrays are: '<metric>/' since format 3."""
+    output = ComparisonOutput.open(out)
+    return output.prefix(output.metrics[0])
+
+
 def _arrays(out) -> dict:
     group = zarr.open_group(str(out), mode="r")
-    return {name: np.asarray(group[name][...]) for name in PAIR_ARRAYS}
+    prefix = _prefix(out)
+    return {name: np.asarray(group[f"{prefix}{name}"][...]) for name in PAIR_ARRAYS}
 
 
 def _chunk_file(out, name, bi, bj):
-    return os.path.join(str(out), name, "c", str(bi), str(bj))
+    return os.path.join(str(out), *_prefix(out).split("/")[:-1], name, "c", str(bi), str(bj))
+
+
+def _flatten_to_format_2(out) -> None:
+    """Rewrite a one-metric format-3 output as the format-2 layout (arrays at the root, the
+    metric's parameters among the shared ones), as cca_scale before format 3 wrote it."""
+    import json
+
+    doc = json.loads((out / "zarr.json").read_text())
+    meta = doc["attributes"]["cca_scale"]
+    (metric, own), = meta.pop("metrics").items()
+    meta["params"] = {**own, **meta["params"]}
+    meta["format"] = 2
+    for entry in os.listdir(out / metric):
+        if entry != "zarr.json":
+            shutil.move(str(out / metric / entry), str(out / entry))
+    shutil.rmtree(out / metric)
+    (out / "zarr.json").write_text(json.dumps(doc))
 
 
 def _undo(out, tiles, *, square: bool, how: str) -> None:
@@ -92,7 +116,7 @@ def _undo(out, tiles, *, square: bool, how: str) -> None:
                     path = _chunk_file(out, name, bi, bj)
                     if os.path.exists(path):
                         os.remove(path)
-                group[DONE][bi, bj] = 0
+                group[f"{_prefix(out)}{DONE}"][bi, bj] = 0
             elif how == "lose":
                 os.remove(_chunk_file(out, "distance", bi, bj))
             else:
@@ -385,7 +409,8 @@ def test_sigkill_after_k_tiles_then_rerun_gives_the_uninterrupted_matrix(
     try:
         while time.time() < deadline and proc.poll() is None:
             try:
-                done = int(np.asarray(zarr.open_group(str(out), mode="r")[DONE][...]).sum())
+                done = int(np.asarray(zarr.open_group(str(out), mode="r")[f"pwcca/{DONE}"][...]
+                                      ).sum())
             except Exception:  # not created yet
                 done = 0
             if done >= after:
@@ -411,6 +436,7 @@ def test_an_output_of_the_previous_format_reads_but_does_not_resume(client, stor
 
     out = tmp_path / "old.zarr"
     shutil.copytree(references["square"], out)
+    _flatten_to_format_2(out)
     shutil.rmtree(out / "ill_posed")
     doc = json.loads((out / "zarr.json").read_text())
     doc["attributes"]["cca_scale"]["format"] = 1

@@ -155,15 +155,17 @@ def compare_metrics(source: Any, *, metrics: Sequence[str] = BASELINE_METRICS,
     ----------
     source : mapping of str to array, or an activation store
         In-memory layers by name (computed with :func:`compare_activations`), or a store (path or
-        object) handed to the engine, ``cca_scale.compare(source, metric=m,
-        out=out.format(metric=m), **kwargs)``.
+        object) handed to the engine in ONE run, ``cca_scale.compare(source,
+        metric=list(metrics), out=out, **kwargs)``: every metric from the same cross products.
     metrics : sequence of str
         Default ``('pwcca', 'cka', 'cosine', 'euclidean')``. Cosine and Euclidean compare neuron by
         neuron, so they need layers of equal width (one network across steps or timesteps).
     out : str, optional
-        Only with a store: the engine output of each metric, a template with ``{metric}``, e.g.
-        ``'fc1_{metric}.zarr'`` (rerunning resumes each, as ``cca-scale compare`` does). None:
-        temporary outputs on the embedded local cluster (see :func:`cca_scale.compare`).
+        Only with a store: the engine output holding every metric (``OUT/<metric>/``; rerunning
+        resumes it, and adding a metric computes that one only). A template with ``{metric}``
+        (the one-output-per-metric form of earlier versions) is still accepted: one run per
+        metric. None: a temporary output on the embedded local cluster (see
+        :func:`cca_scale.compare`).
     include_self : bool
         Keep the pairs of a network with itself.
     **kwargs
@@ -179,7 +181,7 @@ def compare_metrics(source: Any, *, metrics: Sequence[str] = BASELINE_METRICS,
     --------
     >>> table = compare_metrics({"a": xa, "b": xb, "c": xc})             # doctest: +SKIP
     >>> table.pivot_table(index=["row", "column"], columns="metric")   # doctest: +SKIP
-    >>> compare_metrics("acts.zarr", layer="fc1", out="fc1_{metric}.zarr")  # doctest: +SKIP
+    >>> compare_metrics("acts.zarr", layer="fc1", out="fc1_metrics.zarr")  # doctest: +SKIP
     """
     if isinstance(metrics, str):
         metrics = [metrics]
@@ -194,12 +196,9 @@ def compare_metrics(source: Any, *, metrics: Sequence[str] = BASELINE_METRICS,
     else:
         from cca_scale.engine import compare
 
-        if out is not None and (not isinstance(out, str) or "{metric}" not in out):
-            raise CcaScaleError(
-                "out= must be a path template with '{metric}' (e.g. 'fc1_{metric}.zarr'): one "
-                f"engine output per metric. Got {out!r} instead."
-            )
-        matrices = {m: compare(source, metric=m,
-                               out=None if out is None else out.format(metric=m), **kwargs)
-                    for m in metrics}
+        if isinstance(out, str) and "{metric}" in out:  # one output per metric, as before
+            matrices = {m: compare(source, metric=m, out=out.format(metric=m), **kwargs)
+                        for m in metrics}
+        else:
+            matrices = compare(source, metric=list(metrics), out=out, **kwargs)
     return metrics_table(matrices, include_self=include_self)

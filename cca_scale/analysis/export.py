@@ -350,15 +350,23 @@ def _read_parquet(path: Path) -> DistanceMatrix:
                           _info_from_json(attrs.get("col_info"), cols))
 
 
-def read_distances(path: str | os.PathLike) -> DistanceMatrix:
+def read_distances(path: str | os.PathLike, *, metric: str | None = None) -> DistanceMatrix:
     """Read a distance matrix from an engine output or from an exported file.
 
     A path ending in an export extension (``.csv``, ``.npy``, ``.nc``, ``.parquet``) is read with
     :func:`read_exported`; anything else (an engine output such as ``fc1.zarr``) with
     ``cca_scale.load_distances``. The command line reads its ``OUT`` arguments this way.
+    ``metric`` picks the matrix of a multi-metric output (default: its only or first metric); an
+    exported file holds one matrix, and a ``metric`` it does not record is refused.
     """
     if Path(path).suffix.lower() in _SUFFIXES:
-        return read_exported(path)
+        matrix = read_exported(path)
+        held = matrix.metadata.get("metric")
+        if metric is not None and held is not None and held != metric:
+            from cca_scale.errors import CcaScaleError
+
+            raise CcaScaleError(f"{str(path)!r} holds {held!r} distances, not {metric!r}.")
+        return matrix
     from cca_scale.engine.results import load_distances
 
-    return load_distances(path)
+    return load_distances(path, metric=metric)

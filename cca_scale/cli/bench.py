@@ -12,6 +12,7 @@ examples:
   cca-scale bench --networks 32 --datapoints 10000 --neurons 128
   cca-scale bench --networks 16 --datapoints 50000 --neurons 256
   cca-scale bench --gpu --dtype float32 --networks 64 --datapoints 50000 --neurons 512
+  cca-scale bench --metrics pwcca,mean_cca,cka --compare-single   # one pass vs pwcca alone
 
 The naive baseline is the original implementation's method (covariances, inverse square roots and
 an SVD for every directed pair), timed on a few sampled pairs in the same run and extrapolated.
@@ -33,6 +34,13 @@ def add_parser(sub) -> None:
     p.add_argument("--gpu", action="store_true", help="run the engine on local GPUs (dask-cuda)")
     p.add_argument("--naive-pairs", type=positive_int, default=3,
                    help="pairs timed for the naive method")
+    p.add_argument("--metrics", metavar="NAME[,NAME...]",
+                   help="with --compare-single: the metrics computed together in one run")
+    p.add_argument("--compare-single", action="store_true",
+                   help="time --metrics in one run against the first metric alone, on the same "
+                        "store (processes alternated, min of --repeats)")
+    p.add_argument("--repeats", type=positive_int, default=3,
+                   help="runs of each side for --compare-single (the minimum is shown)")
     p.add_argument("--workdir", help="where the synthetic store goes (default: a temp dir)")
     p.set_defaults(run=run)
 
@@ -45,10 +53,21 @@ def _show(title: str, report: dict) -> None:
 
 
 def run(args) -> int:
-    from cca_scale.bench import bench_core, bench_engine
+    from cca_scale.bench import bench_core, bench_engine, bench_metrics
 
     if args.core:
         _show("core: one pair", bench_core(n_datapoints=args.datapoints, n_neurons=args.neurons))
+        return 0
+    if args.compare_single:
+        from cca_scale.engine.request import check_metrics
+
+        metrics = check_metrics(args.metrics or "pwcca,mean_cca,cka")
+        metrics = list(metrics) if isinstance(metrics, tuple) else [metrics]
+        _show(f"engine: {','.join(metrics)} in one run vs {metrics[0]} alone",
+              bench_metrics(metrics, n_networks=args.networks, n_datapoints=args.datapoints,
+                            n_neurons=args.neurons, workers=args.workers, tile=args.tile,
+                            dtype=args.dtype, gpu=args.gpu, repeats=args.repeats,
+                            workdir=args.workdir))
         return 0
     _show("engine: cca-scale compare, whole process",
           bench_engine(n_networks=args.networks, n_datapoints=args.datapoints,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cca_scale.cli.common import add_layer_argument
+from cca_scale.cli.common import add_matrix_arguments
 
 EXAMPLES = """\
 examples:
@@ -50,7 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="write the labels as CSV with columns network, cluster")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing -o FILE")
-    add_layer_argument(parser)
+    add_matrix_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -68,7 +68,7 @@ def run(args) -> int:
         raise StoreConflictError(f"{args.output!r} already exists; pass --overwrite to replace it.")
     for figure in (args.plot, args.dendrogram):
         _check_path(figure)  # a bad extension fails before any work
-    D = read_matrix(args.out, args.layer)
+    D = read_matrix(args.out, args.layer, metric=args.metric)
     truth = attribute_values(D, args.by) if args.by else None  # fail before the work
     result = cluster(D, n_clusters=args.n_clusters, distance_threshold=args.distance_threshold,
                      method=args.method)

@@ -39,11 +39,30 @@ def parse_selection(text: str | None):
     return text
 
 
-def add_metric_argument(parser, *, default: str = "pwcca") -> None:
-    """``--metric``: its choices and help, one clause per metric, from the metric registry."""
+class _MetricLists(tuple):
+    """argparse ``choices`` for ``--metric a,b``: iterates the metric names, and contains every
+    comma-separated list of them (duplicates are refused later by the request, with a message)."""
+
+    def __contains__(self, value) -> bool:
+        return isinstance(value, str) and all(
+            tuple.__contains__(self, part) for part in value.split(","))
+
+
+def add_metric_argument(parser, *, default: str = "pwcca", many: bool = False) -> None:
+    """``--metric``: its choices and help, one clause per metric, from the metric registry.
+    ``many``: a comma-separated list is accepted too (checked by the engine's request)."""
     from cca_scale.core.registry import METRICS
 
     described = "; ".join(f"{name}: {m.description}" for name, m in METRICS.items())
+    if many:
+        parser.add_argument(
+            "--metric", default=default, metavar="NAME[,NAME...]",
+            choices=_MetricLists(METRICS),
+            help=(f"distance (default: {default}), or a comma-separated list such as "
+                  "pwcca,cka,mean_cca: every metric from one pass over the activations, one "
+                  "matrix each in OUT/<metric>/; a list adds its new metrics to an existing "
+                  f"OUT. {described}").replace("%", "%%"))
+        return
     parser.add_argument("--metric", default=default, choices=list(METRICS),
                         help=f"distance (default: {default}). {described}".replace("%", "%%"))
 
@@ -109,14 +128,19 @@ LAYER_HELP = ("on a multi-layer output (items are network/layer pairs): use this
               "without layers")
 
 
-def add_layer_argument(parser) -> None:
-    """``--layer L``: select one layer of a multi-layer matrix (:func:`read_matrix`)."""
+def add_matrix_arguments(parser) -> None:
+    """``--metric NAME`` and ``--layer L``: one matrix of a multi-metric, multi-layer output
+    (:func:`read_matrix`)."""
+    parser.add_argument("--metric", metavar="NAME",
+                        help="which matrix of a multi-metric output (compare --metric a,b); "
+                             "default: its only metric, or the first one computed")
     parser.add_argument("--layer", metavar="L", help=LAYER_HELP)
 
 
-def read_matrix(path, layer: str | None = None):
-    """The distance matrix at ``path`` (compare output or export), cut to ``layer`` when given."""
+def read_matrix(path, layer: str | None = None, *, metric: str | None = None):
+    """The distance matrix at ``path`` (compare output or export): one ``metric`` of a
+    multi-metric output, cut to ``layer`` of a multi-layer one, when given."""
     from cca_scale.analysis import read_distances
 
-    D = read_distances(path)
+    D = read_distances(path, metric=metric)
     return D if layer is None else D.for_layer(layer)

@@ -1,4 +1,4 @@
-"""``cca-scale compare``: all-pairs distances of one layer across a store's networks."""
+"""``cca-scale compare``: all-pairs distances of one layer (or several) across a store's networks."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ examples:
   cca-scale compare acts.zarr --layer fc1 --against-layer fc2 --out fc1_vs_fc2.zarr
   cca-scale compare acts.zarr --layer fc2 --out fc2.zarr --scheduler tcp://10.0.0.5:8786
   cca-scale compare acts.zarr --layer conv3 --out conv3.zarr --gpu --dtype float32
+  cca-scale compare acts.zarr --layer fc1,fc2,fc3 --metric pwcca,cka,mean_cca --out all.zarr
+      # one pass: a (N*3) x (N*3) matrix labelled network/layer, per metric in all.zarr/<metric>/
 
 Rerunning the same command resumes an interrupted run, and after networks were added to the
 store computes only the new pairs ("resuming: K of T tiles already done"). The matrix is
@@ -42,13 +44,15 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("store",
                    help="activation store (local path or fsspec URL, e.g. s3://bucket/acts.zarr)")
-    p.add_argument("--layer", required=True, help="layer to compare")
+    p.add_argument("--layer", required=True,
+                   help="layer to compare; or a comma-separated list (fc1,fc2) or 'all': every "
+                        "(network, layer) item against every other, labelled network/layer")
     p.add_argument("--out", required=True,
                    help="output Zarr group for the distance matrix: a new path, an empty "
                         "folder, or an output of cca-scale compare (resumed). Anything else "
                         "(other files, an activation store, '.', a symlink, a device, a path "
                         "overlapping STORE) is refused and left untouched")
-    add_metric_argument(p)
+    add_metric_argument(p, many=True)
     p.add_argument("--variant", default="paper", choices=["paper", "svcca"],
                    help="PWCCA as the paper defines it (default) or as google/svcca computes it")
     p.add_argument("--networks", metavar="QUERY", help=f"rows (default: all): {SELECTION_HELP}")
@@ -147,6 +151,10 @@ def run(args) -> int:
         if client is not None:
             client.close()  # also closes a cluster launch() started
     elapsed = time.perf_counter() - started
+    for line in handle.run_summary.lines():
+        print(line, file=sys.stderr)
+    if isinstance(matrix, dict):
+        matrix = next(iter(matrix.values()))
     rate = f", {pairs / elapsed:,.0f} pairs/s" if pairs else ""
     print(f"wrote {args.out}: {matrix.shape[0]} x {matrix.shape[1]} {args.metric} distances "
           f"({pairs} pairs computed in {elapsed:.1f} s{rate})")

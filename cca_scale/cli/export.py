@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cca_scale.cli.common import add_layer_argument
+from cca_scale.cli.common import add_matrix_arguments
 
 EXAMPLES = """\
 examples:
@@ -38,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace FILE if it is an export cca-scale wrote; never replaces "
                              "data cca-scale did not write")
-    add_layer_argument(parser)
+    add_matrix_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -49,7 +49,7 @@ def run(args) -> int:
     from cca_scale.cli.common import read_matrix
 
     fmt = format_from_path(args.output, args.format)
-    D = read_matrix(args.out, args.layer)
+    D = read_matrix(args.out, args.layer, metric=args.metric)
     path = export_distances(D, args.output, format=fmt, overwrite=args.overwrite,
                             inputs=(args.out,))
     extra = f" (labels in {path}.labels.json)" if fmt == "npy" else ""

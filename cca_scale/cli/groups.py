@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cca_scale.cli.common import add_layer_argument
+from cca_scale.cli.common import add_matrix_arguments
 
 EXAMPLES = """\
 examples:
@@ -35,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--correlate", metavar="ATTR",
                         help="also correlate each network's mean distance to its group with this "
                              "numeric attribute (Pearson r, p), e.g. test_accuracy")
-    add_layer_argument(parser)
+    add_matrix_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -48,7 +48,7 @@ def run(args) -> int:
     from cca_scale.cli.common import read_matrix
 
     _check_path(args.plot)
-    matrices = [read_matrix(path, args.layer) for path in args.outs]
+    matrices = [read_matrix(path, args.layer, metric=args.metric) for path in args.outs]
     names = [str(D.metadata.get("layer") or Path(path).stem)
              for D, path in zip(matrices, args.outs, strict=True)]
     if len(set(names)) != len(names):

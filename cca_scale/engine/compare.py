@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cca_scale.core.pairs import DEFAULT_EPSILON
-from cca_scale.engine.handle import Comparison
+from cca_scale.engine.handle import Comparison, RunSummary
 from cca_scale.engine.output import PAIR_ARRAYS, ComparisonOutput
 from cca_scale.engine.request import DEFAULT_CHUNK_ROWS, ComparisonRequest, check_count
 from cca_scale.engine.selection import (
@@ -34,7 +34,7 @@ from cca_scale.matrix import DistanceMatrix
 from cca_scale.runtime.client import open_client, worker_memory_bytes, workers_with_gpus
 from cca_scale.store.targets import check_output_target
 
-__all__ = ["Comparison", "compare", "plan", "submit"]
+__all__ = ["Comparison", "RunSummary", "compare", "plan", "submit"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,15 +66,15 @@ def _check_backend(backend: str, client) -> str:
 def _tile(req: ComparisonRequest, res: Resolved, memory: int, chunk_rows: int) -> int:
     return choose_tile(req.tile, n_items=res.side, max_neurons=res.max_neurons,
                        chunk_rows=chunk_rows, itemsize=np.dtype(req.dtype).itemsize,
-                       memory=memory, n_pair_arrays=len(PAIR_ARRAYS))
+                       memory=memory, n_pair_arrays=len(PAIR_ARRAYS) * len(req.metrics))
 
 
 def submit(
     store,
     *,
-    layer: str,
+    layer: str | list[str],
     out=None,
-    metric: str = "pwcca",
+    metric: str | list[str] = "pwcca",
     variant: str = "paper",
     networks=None,
     against=None,
@@ -97,8 +97,9 @@ def submit(
 ) -> Comparison:
     """Start an all-pairs comparison and return at once; see :func:`compare` for the parameters.
 
-    Several comparisons (layers x metrics) can be in flight together on one ``client``; they share
-    the per-network preparation tasks when their inputs and precision agree.
+    Several comparisons can be in flight together on one ``client``; they share the per-network
+    preparation tasks when their inputs and precision agree. (One comparison with a list of
+    layers and metrics is cheaper: one cross product per tile serves every metric.)
     """
     req = ComparisonRequest.build(
         layer=layer, metric=metric, variant=variant, networks=networks, against=against,
@@ -143,9 +144,12 @@ def submit(
             out, params=req.output_params(res.n_datapoints), rows=row_records,
             cols=col_records, square=res.square, tile=None if req.tile is None else tile_in_force,
             default_tile=tile_in_force, overwrite=req.overwrite, extra_meta=extra,
-            inputs=(store.path,))
+            inputs=(store.path,), metrics={m: req.metric_params(m) for m in req.metrics},
+            add_metrics=req.many_metrics)
+        n_pairs = len(res.rows) * len(res.cols) - (len(res.rows) if res.square else 0)
         handle = Comparison(out=output, resume=resume, tile=tile_in_force, client=client,
-                            owned=owned, temporary_dir=temporary_dir)
+                            owned=owned, temporary_dir=temporary_dir, metrics=req.metrics,
+                            many=req.many_metrics, pairs_per_matrix=n_pairs)
         _submit_tiles(handle, res, req, backend=backend, chunk_rows=chunk_rows)
         return handle
     except BaseException:
@@ -170,7 +174,8 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
 
     client = handle.client
     resources = {"GPU": 1} if backend == "cupy" else None
-    mask = handle.out.done_mask()
+    mask = handle.out.done_mask(req.metrics)
+    layout = tuple((m, handle.out.prefix(m)) for m in req.metrics)
     tiles = [t for t in iter_tiles(len(res.rows), len(res.cols), handle.tile, square=res.square)
              if not mask[t.bi, t.bj]]
     prepared: dict[str, Any] = {}
@@ -180,6 +185,7 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
                          getattr(reader, "timestep", None), reader.write_id, req.dtype, backend,
                          req.rtol)
         if token not in prepared:
+            handle.prepare_bytes += int(np.prod(reader.shape)) * reader.dtype.itemsize
             prepared[token] = client.submit(
                 prepare_task, reader, dtype=req.dtype, backend=backend, rtol=req.rtol,
                 key=f"cca-prepare-{token}", resources=resources, retries=3,
@@ -192,7 +198,7 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
             out_path=handle.out.path, tile=t,
             row_readers=tuple(res.row_readers[t.r0:t.r1]),
             col_readers=tuple(res.col_readers[t.c0:t.c1]),
-            metric=req.metric, variant=req.variant, keep=req.keep, epsilon=req.epsilon,
+            metrics=layout, variant=req.variant, keep=req.keep, epsilon=req.epsilon,
             dtype=req.dtype, backend=backend, chunk_rows=chunk_rows)
         handle.futures.append(client.submit(
             tile_task, spec, [basis_future(r) for r in spec.row_readers],
@@ -204,22 +210,30 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
     prepared.clear()
 
 
-def compare(store, *, layer: str, out=None, metric: str = "pwcca", variant: str = "paper",
+def compare(store, *, layer: str | list[str], out=None, metric: str | list[str] = "pwcca",
+            variant: str = "paper",
             networks=None, against=None, step: StepSpec = None, against_step: StepSpec = "same",
             against_layer: str | None = None, timestep=None, client=None,
             scheduler: str | None = None, n_workers: int | None = None, backend: str = "auto",
             dtype: Any = None, tile: int | None = None, keep: int | float = 0.99,
             epsilon: float = DEFAULT_EPSILON, rtol: float | None = None,
             allow_underdetermined: bool = False, overwrite: bool = False,
-            on_tile: Callable[[TileSummary], None] | None = None) -> DistanceMatrix:
+            on_tile: Callable[[TileSummary], None] | None = None
+            ) -> DistanceMatrix | dict[str, DistanceMatrix]:
     """All-pairs distances between the networks of an activation store, on Dask.
 
     Parameters
     ----------
     store : ActivationStore or str
         The activations (opened read-only when a path is given).
-    layer : str
-        The layer compared (rows; also columns unless ``against_layer``).
+    layer : str, list of str, or 'all'
+        The layer compared (rows; also columns unless ``against_layer``). A list (or
+        ``'fc1,fc2'``), or ``'all'`` (the layers every selected network holds), compares every
+        (network, layer) item with every other in one run: one (N*L) x (N*L) matrix, items
+        network by network, labelled ``network/layer`` (then ``@step``, ``/tT`` as below; the
+        label grammar is ``NETWORK[/LAYER][@STEP][/tT]``); ``row_info``/``col_info`` hold the
+        ``network``, ``layer``, ``step``, ``timestep`` columns. Layers of different widths are
+        fine except for the neuron-aligned metrics (cosine, euclidean), refused naming them.
     out : str, optional
         Output Zarr group. Rerunning with the same parameters resumes it (or extends it with
         networks added to the store since); different parameters are refused unless
@@ -227,7 +241,11 @@ def compare(store, *, layer: str, out=None, metric: str = "pwcca", variant: str 
         once the matrix is returned, so nothing can be resumed. A path that holds anything but
         a cca_scale comparison output is never written to (see the README's Guarantees), and
         one run at a time writes an output (a second gets ``OutputBusyError``).
-    metric : {'pwcca', 'mean_cca', 'svcca', 'cka', 'cosine', 'euclidean'}
+    metric : {'pwcca', 'mean_cca', 'svcca', 'cka', 'cosine', 'euclidean'} or list of them
+        A list (or ``'pwcca,cka'``) computes every metric from the same cross product per tile
+        (one pass over the activations); the output then holds one matrix per metric
+        (``OUT/<metric>/...``), and adding a metric to an existing output computes that metric
+        only. Unknown names, duplicates and empty lists are refused before anything starts.
     variant : {'paper', 'svcca'}
         PWCCA's definition (see :func:`cca_scale.pwcca_distance`).
     networks : None, list of str, or str
@@ -267,8 +285,11 @@ def compare(store, *, layer: str, out=None, metric: str = "pwcca", variant: str 
 
     Returns
     -------
-    DistanceMatrix
-        ``values[i, j] = d(row i, column j)``, float64, also stored in ``out``.
+    DistanceMatrix, or dict of str to DistanceMatrix
+        ``values[i, j] = d(row i, column j)``, float64, also stored in ``out``: one matrix for a
+        metric given as a plain name, a dict ``{metric: matrix}`` (in the order asked) for a list.
+        ``metadata["run_summary"]`` holds the run's :class:`RunSummary` as a dict (pairs
+        computed, resumed and ill-posed per metric, wall time, bytes read, the output).
     """
     handle = submit(store, layer=layer, out=out, metric=metric, variant=variant,
                     networks=networks, against=against, step=step, against_step=against_step,
@@ -293,7 +314,7 @@ def plan(store, *, layer: str, out, dtype: Any = None, tile: int | None = None,
     store = open_store(store)
     res = resolve_request(store, req)
     info = {"rows": len(res.rows), "columns": len(res.cols), "square": res.square,
-            "metric": req.metric}
+            "metric": ",".join(req.metrics)}
     check_output_target(out, kind="comparison", inputs=(store.path,))  # refused here too
     existing = None
     try:
@@ -301,7 +322,8 @@ def plan(store, *, layer: str, out, dtype: Any = None, tile: int | None = None,
     except (StoreError, FileNotFoundError):
         pass
     if existing is not None and not req.overwrite:
-        done, total = existing.resume_state(len(res.rows), len(res.cols), res.square)
+        done, total = existing.resume_state(len(res.rows), len(res.cols), res.square,
+                                            metrics=req.metrics)
         info.update(tile=int(existing.meta["tile"]), tiles_total=total, tiles_done=done,
                     tiles_left=total - done, output="exists (resume)")
     else:

@@ -12,9 +12,52 @@ from cca_scale.engine.output import ComparisonOutput, ResumeState
 from cca_scale.engine.tasks import TileSummary
 from cca_scale.matrix import DistanceMatrix
 
-__all__ = ["Comparison"]
+__all__ = ["Comparison", "RunSummary"]
 
 logger = logging.getLogger("cca_scale.engine.compare")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one run of :func:`cca_scale.compare` did (also ``matrix.metadata["run_summary"]``,
+    as a dict, and one block on stderr in ``cca-scale compare``).
+
+    Pairs are ordered pairs ``(row, column)`` of distinct items (a square comparison's diagonal
+    is 0 by definition and not counted), per metric: ``pairs_computed`` by this run,
+    ``pairs_resumed`` found done in the output (earlier runs), ``ill_posed`` flagged by the
+    ``ill_posed`` diagnostic in the whole matrix. ``bytes_read``: activation bytes this run read
+    from the store, as decoded arrays (each prepared layer once, and each tile's layers once
+    per tile). ``out``: the output group, or None when it was a temporary one (``out=None``).
+    """
+
+    out: str | None
+    metrics: tuple[str, ...]
+    pairs_total: int
+    pairs_computed: dict
+    pairs_resumed: dict
+    ill_posed: dict
+    tiles_computed: int
+    tiles_resumed: int
+    wall_seconds: float
+    bytes_read: int
+
+    def as_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return {**asdict(self), "metrics": list(self.metrics)}
+
+    def lines(self) -> list[str]:
+        """The block ``cca-scale compare`` prints on stderr."""
+        width = max(len(m) for m in self.metrics)
+        out = [f"run summary: {len(self.metrics)} metric(s), {self.pairs_total} pairs each, "
+               f"{self.tiles_computed} tiles computed, {self.tiles_resumed} already done"]
+        for m in self.metrics:
+            out.append(f"  {m:<{width}}  computed {self.pairs_computed[m]:>8}  resumed "
+                       f"{self.pairs_resumed[m]:>8}  ill-posed {self.ill_posed[m]:>6}")
+        mib = self.bytes_read / 2**20
+        out.append(f"  wall {self.wall_seconds:.2f} s, {mib:,.1f} MiB read from the store")
+        out.append(f"  output: {self.out if self.out is not None else '(temporary, removed)'}")
+        return out
 
 
 @dataclass
@@ -37,6 +80,11 @@ class Comparison:
     _completed: set = field(default_factory=set)
     _cluster_closed: bool = False
     temporary_dir: str | None = None  # out=None: removed once the matrix is read
+    metrics: tuple = ("pwcca",)  # the metrics this run computes
+    many: bool = False  # metric was a list: result() returns a dict of matrices
+    pairs_per_matrix: int = 0  # ordered pairs of distinct items in one metric's matrix
+    prepare_bytes: int = 0  # activation bytes the prepare tasks read
+    run_summary: RunSummary | None = None  # set by result()
 
     @property
     def path(self) -> str:
@@ -50,10 +98,14 @@ class Comparison:
     def done(self) -> bool:
         return all(f.done() for f in self.futures)
 
-    def result(self, *, on_tile: Callable[[TileSummary], None] | None = None) -> DistanceMatrix:
-        """Wait for every tile, record timings in the output, and return the matrix.
+    def result(self, *, on_tile: Callable[[TileSummary], None] | None = None
+               ) -> DistanceMatrix | dict[str, DistanceMatrix]:
+        """Wait for every tile, record timings in the output, and return the matrix (a dict
+        ``{metric: DistanceMatrix}`` in the order asked when ``metric`` was a list).
 
-        ``on_tile`` is called with each tile's summary as it completes (progress bars).
+        ``on_tile`` is called with each tile's summary as it completes (progress bars). The run's
+        :class:`RunSummary` is then ``self.run_summary`` and each matrix's
+        ``metadata["run_summary"]``.
         """
         from distributed import as_completed
 
@@ -66,10 +118,14 @@ class Comparison:
                 if on_tile is not None:
                     on_tile(summary)
             self._finish()
-            matrix = self.out.read()
-            if matrix.n_ill_posed:
-                logger.warning(matrix.ill_posed_line())
-            return matrix
+            matrices = {m: self.out.read(m) for m in self.metrics}
+            self.run_summary = self._summary(matrices)
+            for m, matrix in matrices.items():
+                matrix.metadata["run_summary"] = self.run_summary.as_dict()
+                if matrix.n_ill_posed:
+                    logger.warning(f"{m}: {matrix.ill_posed_line()}" if self.many
+                                   else matrix.ill_posed_line())
+            return matrices if self.many else matrices[self.metrics[0]]
         finally:
             self.out.release()
             self._close()
@@ -102,6 +158,19 @@ class Comparison:
                      "gemm_gflop": flops / 1e9, "pair_phase_seconds": pair_phase,
                      "pairs_per_second": pairs / wall if wall > 0 else None},
         )
+
+    def _summary(self, matrices: dict) -> RunSummary:
+        computed = {m: sum(s.pairs_by_metric.get(m, 0) for s in self.summaries)
+                    for m in self.metrics}
+        return RunSummary(
+            out=None if self.temporary_dir is not None else self.path,
+            metrics=tuple(self.metrics), pairs_total=self.pairs_per_matrix,
+            pairs_computed=computed,
+            pairs_resumed={m: self.pairs_per_matrix - computed[m] for m in self.metrics},
+            ill_posed={m: int(matrices[m].n_ill_posed) for m in self.metrics},
+            tiles_computed=len(self.summaries), tiles_resumed=self.resume.done,
+            wall_seconds=time.perf_counter() - self.started,
+            bytes_read=self.prepare_bytes + sum(s.bytes_read for s in self.summaries))
 
     def _remove_temporary(self) -> None:
         if self.temporary_dir is not None:

@@ -13,7 +13,8 @@ from cca_scale.core.registry import DEFAULT_EPSILON, check_epsilon, check_metric
 from cca_scale.core.validation import resolve_dtype
 from cca_scale.errors import CcaScaleError
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "ComparisonRequest", "check_count"]
+__all__ = ["DEFAULT_CHUNK_ROWS", "ComparisonRequest", "check_count", "check_layers",
+           "check_metrics"]
 
 #: Datapoints per streamed block in a tile task (the GEMM's inner dimension per step).
 DEFAULT_CHUNK_ROWS = 4096
@@ -69,6 +70,66 @@ def _check_selection(value: Any, name: str) -> Any:
     )
 
 
+def _names(value: Any, name: str, what: str) -> tuple[str, ...] | None:
+    """A list of names (a list/tuple, or a comma-separated string from the command line), or None
+    when ``value`` is one plain name. Empty lists, empty names and duplicates are refused."""
+    if isinstance(value, str):
+        if "," not in value:
+            return None
+        items = [v.strip() for v in value.split(",")]
+    elif not isinstance(value, bytes) and isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        return None
+    if not items or not all(isinstance(v, str) and v for v in items):
+        raise CcaScaleError(
+            f"The '{name}' parameter must be a {what} name or a non-empty list of {what} names "
+            f"(no empty names). Got {value!r} instead."
+        )
+    seen, dups = set(), []
+    for v in items:
+        if v in seen and v not in dups:
+            dups.append(v)
+        seen.add(v)
+    if dups:
+        raise CcaScaleError(
+            f"The '{name}' parameter lists {what}(s) {dups} more than once. Got {value!r}; give "
+            "each once."
+        )
+    return tuple(items)
+
+
+def check_metrics(metric: Any) -> str | tuple[str, ...]:
+    """``metric``: one registered name (returned as given), or a list of them (a tuple of the
+    registry's names; a comma-separated string counts as a list). Unknown names list the known
+    ones; empty lists and duplicates (aliases included) are refused."""
+    many = _names(metric, "metric", "metric")
+    if many is None:
+        get_metric(metric)
+        return metric
+    names = tuple(get_metric(m).name for m in many)
+    _names(list(names), "metric", "metric")  # an alias and its name are one metric
+    return names
+
+
+def check_layers(layer: Any) -> str | tuple[str, ...]:
+    """``layer``: one layer name, ``'all'``, or a list of names (``'fc1,fc2'`` counts as one).
+    A name holding ``'/'`` is refused: labels use it as the separator."""
+    many = _names(layer, "layer", "layer")
+    if many is None:
+        if not isinstance(layer, str) or not layer:
+            raise CcaScaleError(
+                f"The 'layer' parameter must be a layer name, a list of layer names or 'all'. "
+                f"Got {layer!r}.")
+        return layer
+    slashed = [v for v in many if "/" in v]
+    if slashed or "all" in many:
+        raise CcaScaleError(
+            f"The 'layer' parameter lists {slashed or ['all']}: a layer name never contains '/', "
+            "and 'all' stands alone (layer='all'). Got {!r}.".format(layer))
+    return many
+
+
 def _check_bool(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -94,8 +155,8 @@ class ComparisonRequest:
     option's name for any value outside its domain; the engine trusts it afterwards.
     """
 
-    layer: str
-    metric: str = "pwcca"
+    layer: Any
+    metric: Any = "pwcca"
     variant: str = "paper"
     networks: Any = None
     against: Any = None
@@ -121,16 +182,21 @@ class ComparisonRequest:
             raise CcaScaleError(
                 f"Unknown option(s) {unknown} for a comparison; known: {sorted(known)}."
             )
-        if not isinstance(layer, str) or not layer:
-            raise CcaScaleError(f"The 'layer' parameter must be a layer name. Got {layer!r}.")
+        layer = check_layers(layer)
+        options["metric"] = check_metrics(options.get("metric", "pwcca"))
         against_layer = options.get("against_layer")
         if against_layer is not None and (not isinstance(against_layer, str) or not against_layer):
             raise CcaScaleError(
                 f"The 'against_layer' parameter must be None or a layer name. Got "
                 f"{against_layer!r}."
             )
+        if against_layer is not None and (isinstance(layer, tuple) or layer == "all"):
+            raise CcaScaleError(
+                "The 'against_layer' parameter needs one 'layer': a list of layers (or 'all') "
+                "already compares every layer with every other one.")
         req = cls(layer=layer, **options)
-        check_metric(req.metric, req.variant).check_options(keep=req.keep)
+        for name in req.metrics:
+            check_metric(name, req.variant).check_options(keep=req.keep)
         check_epsilon(req.epsilon)  # whatever the metric: the request records a float
         return cls(
             **{**asdict(req),
@@ -149,17 +215,37 @@ class ComparisonRequest:
                "chunk_rows": check_count(req.chunk_rows, "chunk_rows", allow_none=False)})
 
     @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics computed, in the order asked (one for ``metric='pwcca'``)."""
+        return self.metric if isinstance(self.metric, tuple) else (self.metric,)
+
+    @property
+    def many_metrics(self) -> bool:
+        """``metric`` was a list: ``compare`` returns a dict of matrices."""
+        return isinstance(self.metric, tuple)
+
+    @property
+    def many_layers(self) -> bool:
+        """``layer`` was a list or ``'all'``: items are (network, layer), labelled ``net/layer``."""
+        return isinstance(self.layer, tuple) or self.layer == "all"
+
+    @property
     def needs_overdetermined(self) -> bool:
         """CCA-family metrics refuse ``n_datapoints <= n_neurons`` unless opted in."""
-        return get_metric(self.metric).cca_family and not self.allow_underdetermined
+        return (any(get_metric(m).cca_family for m in self.metrics)
+                and not self.allow_underdetermined)
+
+    def metric_params(self, metric: str) -> dict:
+        """What one metric's arrays record: its name and the options that change its result."""
+        used = get_metric(metric).used_options(variant=self.variant, keep=self.keep,
+                                               epsilon=self.epsilon)
+        return {"metric": metric, **used}
 
     def output_params(self, n_datapoints: int) -> dict:
-        """The parameters an output records; a rerun must match them to resume."""
-        used = get_metric(self.metric).used_options(variant=self.variant, keep=self.keep,
-                                                    epsilon=self.epsilon)
+        """The parameters an output records, shared by its metrics; a rerun must match them to
+        resume. Each metric's own (:meth:`metric_params`) are recorded with its arrays."""
         return {
-            "metric": self.metric, **used,
-            "layer": self.layer, "against_layer": self.against_layer, "networks": self.networks,
+            "layer": list(self.layer) if isinstance(self.layer, tuple) else self.layer, "against_layer": self.against_layer, "networks": self.networks,
             "against": self.against, "step": self.step, "against_step": self.against_step,
             "timestep": self.timestep, "dtype": self.dtype, "rtol": self.rtol,
             "n_datapoints": n_datapoints,

@@ -16,6 +16,8 @@ from cca_scale.engine.output import (
     PAIR_ARRAYS,
     ComparisonOutput,
     _open_group,
+    metric_prefix,
+    output_metrics,
 )
 from cca_scale.errors import StoreConflictError, StoreError
 from cca_scale.matrix import DistanceMatrix
@@ -24,8 +26,9 @@ from cca_scale.store.targets import check_output_target, creating
 __all__ = ["load_distances", "save_distances"]
 
 
-def read_matrix(group, path) -> DistanceMatrix:
-    """The matrix of an open output group, its metadata checked (DamagedStoreError if not)."""
+def read_matrix(group, path, metric: str | None = None) -> DistanceMatrix:
+    """The matrix of one metric (default: the output's first) of an open output group, its
+    metadata checked (DamagedStoreError if not)."""
     from cca_scale.errors import DamagedStoreError  # here: the read functions' own import
 
     where = f"{str(path).rstrip('/')}/zarr.json"
@@ -58,6 +61,20 @@ def read_matrix(group, path) -> DistanceMatrix:
             raise bad(f"every entry of {key!r} must be an object with a string 'label'")
     if not isinstance(meta.get("params", {}), dict):
         raise bad(f"'params' is a {type(meta['params']).__name__}, not an object")
+    if meta.get("format", FORMAT_VERSION) >= 3 and not (
+            isinstance(meta.get("metrics"), dict) and meta["metrics"]
+            and all(isinstance(v, dict) for v in meta["metrics"].values())):
+        raise bad("'metrics' must be a non-empty object of metric name -> parameters")
+    held = output_metrics(meta)
+    if metric is None:
+        metric = held[0]
+    elif metric not in held:
+        raise StoreError(
+            f"{str(path)!r} holds no {metric!r} distances; it holds {held}. Pass one of those "
+            "(metric=..., --metric), or compute it: rerun the comparison with the metric added "
+            "(only the new metric is computed)."
+        )
+    prefix = metric_prefix(meta, metric)
     rows, cols = meta.pop("rows"), meta.pop("cols")
     arrays = {}
     old_format = meta.get("format", FORMAT_VERSION) < 2
@@ -65,12 +82,13 @@ def read_matrix(group, path) -> DistanceMatrix:
         if old_format and name in ADDED_IN_FORMAT_2:
             continue
         try:
-            arrays[name] = np.asarray(group[name][...])
+            arrays[name] = np.asarray(group[f"{prefix}{name}"][...])
         except KeyError:
             raise bad(f"its array {name!r} is missing") from None
         except Exception as exc:  # a chunk that does not decode
             raise DamagedStoreError(
-                f"the comparison output is damaged: {str(path).rstrip('/')}/{name} cannot be read "
+                f"the comparison output is damaged: {str(path).rstrip('/')}/{prefix}{name} cannot "
+                "be read "
                 f"({type(exc).__name__}: {exc}). Delete it and rerun the comparison."
             ) from None
         if arrays[name].shape != (len(rows), len(cols)):
@@ -79,18 +97,26 @@ def read_matrix(group, path) -> DistanceMatrix:
     diagnostics = {name: arrays[name] for name in arrays if name != "distance"}
     values = np.asarray(arrays["distance"], dtype=np.float64)
     flat = dict(meta.pop("params", {}))
+    per_metric = meta.pop("metrics", None)
+    if per_metric is not None:  # format 3: the metric's own parameters, and the others' names
+        flat.update(per_metric[metric])
+        flat["metrics"] = list(per_metric)
     flat.update({k: v for k, v in meta.items()})
     return DistanceMatrix(values, [r["label"] for r in rows], [c["label"] for c in cols], flat,
                           records_to_info(rows), records_to_info(cols), diagnostics)
 
 
-def load_distances(path) -> DistanceMatrix:
+def load_distances(path, *, metric: str | None = None) -> DistanceMatrix:
     """Read a comparison output (from :func:`cca_scale.compare` or :func:`save_distances`).
 
     Parameters
     ----------
     path : str or path-like
         The output group (a local path or an fsspec URL).
+    metric : str, optional
+        Which matrix of a multi-metric output (``compare(metric=[...])``). Default: the output's
+        only metric, or the first one asked for when it holds several (``metadata["metrics"]``
+        lists them). A metric the output does not hold raises StoreError naming those it holds.
 
     Returns
     -------
@@ -128,7 +154,7 @@ def load_distances(path) -> DistanceMatrix:
         ) from None
     if ATTR_KEY not in group.attrs:
         raise StoreError(f"{str(path)!r} is a Zarr group but not a cca_scale comparison output.")
-    return read_matrix(group, str(path))
+    return read_matrix(group, str(path), metric=metric)
 
 
 def save_distances(matrix: DistanceMatrix, path, *, overwrite: bool = False) -> None:
@@ -147,17 +173,21 @@ def save_distances(matrix: DistanceMatrix, path, *, overwrite: bool = False) -> 
     tile = max(1, max(n_rows, n_cols))
     rows = info_to_records(matrix.row_info)
     cols = info_to_records(matrix.col_info)
-    meta = {k: v for k, v in matrix.metadata.items() if k not in ("rows", "cols")}
+    meta = {k: v for k, v in matrix.metadata.items()
+            if k not in ("rows", "cols", "metrics", "run_summary")}
+    params = meta.pop("params", {})
+    name = str(meta.get("metric") or "distance")  # the sub-group of its arrays (format 3)
+    own = {k: meta.pop(k) for k in ("metric", "variant", "keep", "epsilon") if k in meta}
     with creating(path, kind="comparison"):  # a refused write leaves no half-written output
         group = zarr.open_group(store=str(path), mode="a", zarr_format=3)
-        out = ComparisonOutput._create(group, path, params=meta.pop("params", {}), rows=rows,
-                                       cols=cols, square=matrix.is_square, tile=tile,
+        out = ComparisonOutput._create(group, path, params=params, metrics={name: own},
+                                       rows=rows, cols=cols, square=matrix.is_square, tile=tile,
                                        extra_meta={k: v for k, v in meta.items() if k not in
                                                    ("format", "state", "tile", "square")})
         with zarr.config.set({"array.write_empty_chunks": True}):  # as tiles do
-            group["distance"][...] = matrix.values
-            for name in PAIR_ARRAYS:
-                if name in matrix.diagnostics:
-                    group[name][...] = matrix.diagnostics[name]
-        group[DONE][...] = 1
+            group[f"{name}/distance"][...] = matrix.values
+            for array in PAIR_ARRAYS:
+                if array in matrix.diagnostics:
+                    group[f"{name}/{array}"][...] = matrix.diagnostics[array]
+        group[f"{name}/{DONE}"][...] = 1
         out.update_meta(complete=bool(matrix.complete))

@@ -83,11 +83,30 @@ def _choose_timesteps(store, network: str, layer: str, timestep,
     return [int(timestep)]
 
 
-def resolve_items(store, *, layer: str, networks=None, step: StepSpec = None,
+def _layer_list(store, ids: list[str], layer) -> list[str]:
+    """``'all'``: the layers every selected network holds, in the first network's order."""
+    if layer != "all":
+        return list(layer)
+    common = set(store.layers(ids[0]))
+    for net in ids[1:]:
+        common &= set(store.layers(net))
+    layers = [name for name in store.layers(ids[0]) if name in common]
+    if not layers:
+        raise LayerNotFoundError(f"layer='all': the networks {ids[:5]} share no layer.")
+    return layers
+
+
+def resolve_items(store, *, layer, networks=None, step: StepSpec = None,
                   timestep=None) -> list[Item]:
     """The layers one axis of a comparison covers, in store order.
 
-    Labels are network ids, with ``@step`` when ``step='all'`` and ``/tT`` when ``timestep='all'``.
+    ``layer`` is one name, a tuple of names or ``'all'``. Label grammar::
+
+        NETWORK[/LAYER][@STEP][/tT]
+
+    ``/LAYER`` when ``layer`` is a list or ``'all'`` (items network by network, each network's
+    layers in the order asked), ``@STEP`` when ``step='all'``, ``/tT`` when ``timestep='all'``.
+    Network and layer names never contain ``'/'``.
     """
     ids = list(store.networks(networks))
     if not ids:
@@ -96,23 +115,27 @@ def resolve_items(store, *, layer: str, networks=None, step: StepSpec = None,
             f"The selection {networks!r} matched none of the store's {total} networks. "
             "See 'cca-scale info STORE' for their attributes."
         )
-    missing = [n for n in ids if layer not in store.layers(n)]
-    if missing:
-        known = sorted({name for n in ids for name in store.layers(n)})
-        raise LayerNotFoundError(
-            f"Layer {layer!r} does not exist in network(s) {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''}. Layers in the selection: {known}."
-        )
+    many = not isinstance(layer, str) or layer == "all"
+    layers = _layer_list(store, ids, layer) if many else [layer]
+    for name in layers:
+        missing = [n for n in ids if name not in store.layers(n)]
+        if missing:
+            known = sorted({x for n in ids for x in store.layers(n)})
+            raise LayerNotFoundError(
+                f"Layer {name!r} does not exist in network(s) {missing[:5]}"
+                f"{' ...' if len(missing) > 5 else ''}. Layers in the selection: {known}."
+            )
     items = []
     for net in ids:
-        for s in _choose_steps(store, net, layer, step):
-            for t in _choose_timesteps(store, net, layer, timestep, s):
-                label = net
-                if step == "all":
-                    label += f"@{s}"
-                if timestep == "all":
-                    label += f"/t{t}"
-                items.append(Item(net, layer, s, t, label))
+        for name in layers:
+            for s in _choose_steps(store, net, name, step):
+                for t in _choose_timesteps(store, net, name, timestep, s):
+                    label = f"{net}/{name}" if many else net
+                    if step == "all":
+                        label += f"@{s}"
+                    if timestep == "all":
+                        label += f"/t{t}"
+                    items.append(Item(net, name, s, t, label))
     return items
 
 
@@ -130,7 +153,7 @@ def item_records(store, items: list[Item], readers: list) -> tuple[list[dict], p
     return info_to_records(info), info
 
 
-def resolve_axes(store, *, layer: str, networks=None, against=None, step: StepSpec = None,
+def resolve_axes(store, *, layer, networks=None, against=None, step: StepSpec = None,
                  against_step: StepSpec = "same", against_layer: str | None = None,
                  timestep=None) -> tuple[list[Item], list[Item], bool]:
     """Rows, columns, and whether the comparison is square (columns are the rows)."""
@@ -201,7 +224,17 @@ def resolve_request(store, req) -> Resolved:
     if req.needs_overdetermined:
         for reader in resolved.readers:
             check_overdetermined(int(reader.shape[0]), int(reader.shape[1]), who=_who(reader))
-    if get_metric(req.metric).aligned:
-        widths = sorted({int(r.shape[1]) for r in resolved.readers})
-        check_aligned(req.metric, widths[0], widths[-1])
+    aligned = [m for m in req.metrics if get_metric(m).aligned]
+    if aligned:
+        widths = {}
+        for reader in resolved.readers:
+            widths.setdefault(int(reader.shape[1]), reader.layer)
+        if len(widths) > 1 and req.many_layers:
+            shown = ", ".join(f"{layer!r} ({w} neurons)" for w, layer in sorted(widths.items()))
+            raise CcaScaleError(
+                f"metric(s) {aligned} compare neuron by neuron, so every layer needs the same "
+                f"number of neurons; the layers {shown} differ. Drop {aligned} from the metrics "
+                "or compare these layers one at a time."
+            )
+        check_aligned(aligned[0], min(widths), max(widths))
     return resolved
