@@ -4,12 +4,8 @@ import numpy as np
 import pytest
 
 import cca_scale
-from cca_scale.analysis import (
-    compare_activations,
-    compare_metrics,
-    metrics_table,
-    timestep_distances,
-)
+from cca_scale import compare_metrics, in_memory_distances
+from cca_scale.analysis import metrics_table, timestep_distances
 from conftest import make_pair
 
 
@@ -63,10 +59,10 @@ def test_timestep_subset_and_errors(rng):
 
 def test_compare_activations_svcca_variant_is_the_one_pair_route(rng):
     x, y = make_pair(rng, n=500, dx=7, dy=9)
-    D = compare_activations({"x": x, "y": y}, variant="svcca")
+    D = in_memory_distances({"x": x, "y": y}, variant="svcca")
     assert D.values[0, 1] == cca_scale.pwcca_distance(x, y, variant="svcca")
     assert D.values[1, 0] == cca_scale.pwcca_distance(y, x, variant="svcca")
-    paper = compare_activations({"x": x, "y": y})
+    paper = in_memory_distances({"x": x, "y": y})
     assert paper.values[1, 0] == pytest.approx(cca_scale.pwcca_distance(y, x), abs=1e-10)
 
 
@@ -89,7 +85,7 @@ def test_compare_metrics_gives_one_tidy_table(rng):
 
 def test_metrics_table_and_width_mismatch(rng):
     x, y = make_pair(rng, n=300, dx=5, dy=6)
-    D = compare_activations({"x": x, "y": y}, metric="cka")
+    D = in_memory_distances({"x": x, "y": y}, metric="cka")
     table = metrics_table({"cka": D})
     assert list(zip(table["row"], table["column"])) == [("x", "y"), ("y", "x")]
     with pytest.raises(cca_scale.CcaScaleError, match="same number of neurons; got 5 and 6"):

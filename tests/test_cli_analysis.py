@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import cca_scale
-from cca_scale.analysis import cluster_agreement, group_statistics, read_exported
+from cca_scale.analysis import cluster_agreement, group_statistics, load_distances
 from cca_scale.cli.main import main
 from test_analysis_clustering import planted
 from test_plots import assert_image
@@ -90,7 +90,7 @@ def test_export_every_format(out, tmp_path, capsys, fmt, suffix):
     target = tmp_path / f"fc1{suffix}"
     assert main(["export", str(path), "--format", fmt, "-o", str(target)]) == 0
     assert f"wrote {target}: 12 x 12 float64, {fmt}" in capsys.readouterr().out
-    back = read_exported(target)
+    back = load_distances(target)
     assert np.array_equal(back.values, D.values) and back.labels == D.labels
     assert main(["export", str(path), "--format", fmt, "-o", str(target)]) == 1
     assert "already exists" in capsys.readouterr().err
@@ -102,6 +102,6 @@ def test_export_format_from_extension_and_exported_input(out, tmp_path, capsys):
     assert main(["export", str(path), "-o", str(tmp_path / "a.parquet")]) == 0
     # An exported file is a valid OUT too.
     assert main(["export", str(tmp_path / "a.parquet"), "-o", str(tmp_path / "b.csv")]) == 0
-    assert np.array_equal(read_exported(tmp_path / "b.csv").values, D.values)
+    assert np.array_equal(load_distances(tmp_path / "b.csv").values, D.values)
     assert main(["export", str(path), "-o", str(tmp_path / "c.txt")]) == 1
     assert "Cannot tell the format" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import cca_scale
-from cca_scale.analysis import read_exported
+from cca_scale.analysis import load_distances
 from cca_scale.cli.main import build_parser, main
 from test_matrix_layers import NETWORKS, multi_layer
 
@@ -31,7 +31,7 @@ def test_export_one_layer(multi, tmp_path, capsys):
     csv = tmp_path / "fc1.csv"
     assert main(["export", str(path), "--layer", "fc1", "-o", str(csv)]) == 0
     assert "4 x 4" in capsys.readouterr().out
-    back = read_exported(csv)
+    back = load_distances(csv)
     assert back.row_labels == NETWORKS
     np.testing.assert_array_equal(back.values, D.for_layer("fc1").values)
 

@@ -172,7 +172,7 @@ def engine_matrix(path, layers, *, metric, variant="paper", keep=0.99, dtype="fl
     readers = [store.reader(name, "h") for name in names]
     bases = [prepare_task(r, dtype=dtype, backend="numpy") for r in readers]
     records = [{"label": name, "write_id": r.write_id} for name, r in zip(names, readers)]
-    out, _, tile = ComparisonOutput.prepare(
+    out, _, tile = ComparisonOutput.open_for_run(
         path / "out.zarr", params={"metric": metric}, rows=records, cols=records, square=True,
         tile=len(layers), default_tile=len(layers), overwrite=False, extra_meta={})
     (only_tile,) = iter_tiles(len(layers), len(layers), tile, square=True)

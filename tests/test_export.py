@@ -9,7 +9,7 @@ import pytest
 
 import cca_scale
 from cca_scale import DistanceMatrix
-from cca_scale.analysis import EXPORT_FORMATS, export_distances, read_distances, read_exported
+from cca_scale.analysis import EXPORT_FORMATS, export_distances, load_distances
 
 SUFFIX = {"csv": ".csv", "npy": ".npy", "netcdf": ".nc", "parquet": ".parquet"}
 ROWS = ["0", "007", "1e3", "NA", "a,b", "réseau"]  # ids that parsers like to reinterpret
@@ -39,11 +39,11 @@ def test_round_trip_is_exact(rng, tmp_path, fmt):
     D = awkward(rng)
     path = export_distances(D, tmp_path / f"fc1{SUFFIX[fmt]}", format=fmt)
     assert path.stat().st_size > 0
-    back = read_exported(path, format=fmt)
+    back = load_distances(path, format=fmt)
     assert back.values.dtype == np.float64
     assert np.array_equal(back.values, D.values, equal_nan=True)
     assert back.row_labels == D.row_labels and back.col_labels == D.col_labels
-    assert read_exported(path).row_labels == D.row_labels  # format from the extension
+    assert load_distances(path).row_labels == D.row_labels  # format from the extension
     if fmt != "csv":
         assert back.metadata == D.metadata
         np.testing.assert_array_equal(back.row_info["lr"].to_numpy(), D.row_info["lr"].to_numpy())
@@ -56,7 +56,7 @@ def test_square_matrix_round_trips_through_every_format(rng, tmp_path):
     x = rng.normal(size=(7, 7))
     D = DistanceMatrix(np.abs(x), labels, labels, {"metric": "cka"})
     for fmt in EXPORT_FORMATS:
-        back = read_exported(export_distances(D, tmp_path / f"d{SUFFIX[fmt]}"))
+        back = load_distances(export_distances(D, tmp_path / f"d{SUFFIX[fmt]}"))
         assert np.array_equal(back.values, D.values) and back.labels == D.labels, fmt
 
 
@@ -82,7 +82,7 @@ def test_npy_writes_the_matrix_and_a_labels_file(rng, tmp_path):
     assert side["row_labels"] == ROWS and side["col_labels"] == COLS
     (tmp_path / "d.npy.labels.json").unlink()
     with pytest.raises(FileNotFoundError, match="labels.json"):
-        read_exported(path)
+        load_distances(path)
 
 
 def test_netcdf_layout(rng, tmp_path):
@@ -98,7 +98,7 @@ def test_netcdf_layout(rng, tmp_path):
         assert json.loads(da.attrs["cca_scale_metadata"]) == D.metadata
         assert "diagnostic_rho_max" in ds
         assert np.array_equal(da.values, D.values, equal_nan=True)
-    back = read_exported(path)
+    back = load_distances(path)
     assert np.array_equal(back.diagnostics["rho_max"], D.diagnostics["rho_max"])
 
 
@@ -117,23 +117,31 @@ def test_overwrite_and_format_errors(rng, tmp_path):
         export_distances(D, path)
     D2 = DistanceMatrix(D.values * 0.5, D.row_labels, D.col_labels)
     export_distances(D2, path, overwrite=True)
-    assert np.array_equal(read_exported(path).values, D2.values, equal_nan=True)
+    assert np.array_equal(load_distances(path).values, D2.values, equal_nan=True)
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary files left behind
     with pytest.raises(cca_scale.CcaScaleError, match="'format' parameter"):
         export_distances(D, tmp_path / "d.x", format="hdf5")
     with pytest.raises(cca_scale.CcaScaleError, match="Cannot tell the format"):
         export_distances(D, tmp_path / "d.txt")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        read_exported(tmp_path / "missing.parquet")
+        load_distances(tmp_path / "missing.parquet")
     with pytest.raises(cca_scale.CcaScaleError, match="DistanceMatrix"):
         export_distances(D.values, tmp_path / "e.csv")
 
 
-def test_read_distances_reads_engine_outputs_and_exports(rng, tmp_path):
+def test_load_distances_reads_engine_outputs_and_exports(rng, tmp_path):
     labels = ["a", "b", "c"]
     D = DistanceMatrix(rng.uniform(size=(3, 3)), labels, labels, {"metric": "pwcca"})
     export_distances(D, tmp_path / "d.parquet")
-    assert np.array_equal(read_distances(tmp_path / "d.parquet").values, D.values)
+    assert np.array_equal(load_distances(tmp_path / "d.parquet").values, D.values)
     cca_scale.save_distances(D, tmp_path / "d.zarr")
-    back = read_distances(tmp_path / "d.zarr")
+    back = load_distances(tmp_path / "d.zarr")
     assert np.array_equal(back.values, D.values) and back.labels == D.labels
+
+
+def test_read_exported_is_a_deprecated_alias_for_one_release(rng, tmp_path):
+    D = DistanceMatrix(rng.random((2, 2)), ["a", "b"], ["a", "b"])
+    path = export_distances(D, tmp_path / "d.csv")
+    with pytest.warns(DeprecationWarning, match="use cca_scale.load_distances"):
+        back = cca_scale.read_exported(path)
+    assert np.array_equal(back.values, cca_scale.load_distances(path).values)

@@ -8,7 +8,7 @@ import pytest
 
 import cca_scale
 from cca_scale import DistanceMatrix
-from cca_scale.analysis import compare_activations
+from cca_scale import in_memory_distances
 from cca_scale.errors import CcaScaleError, LayerNotFoundError, NetworkNotFoundError
 
 NETWORKS = ("n0", "n1", "n2", "n3")
@@ -75,7 +75,7 @@ def test_assembled_from_single_layer_engine_style_matrices():
     acts = {layer: {n: rng.normal(size=(80, 5)) for n in NETWORKS} for layer in ("h1", "h2")}
     singles = {}
     for layer, by_net in acts.items():
-        D = compare_activations(by_net, metric="procrustes")
+        D = in_memory_distances(by_net, metric="procrustes")
         info = pd.DataFrame({"network": list(NETWORKS), "layer": layer, "step": 0,
                              "timestep": -1, "lr": [LR[n] for n in NETWORKS]}, index=NETWORKS)
         singles[layer] = DistanceMatrix(D.values, D.row_labels, D.col_labels,
@@ -105,7 +105,7 @@ def test_for_layer_is_accepted_by_every_analysis(tmp_path):
     table = cca_scale.group_statistics({"fc1": sub, "fc2": D.for_layer("fc2")}, "lr")
     assert set(table["layer"]) == {"fc1", "fc2"}
     cca_scale.export_distances(sub, tmp_path / "fc1.csv")
-    back = cca_scale.read_exported(tmp_path / "fc1.csv")
+    back = cca_scale.load_distances(tmp_path / "fc1.csv")
     assert back.row_labels == NETWORKS
     np.testing.assert_array_equal(back.values, sub.values)
 

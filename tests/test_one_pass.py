@@ -235,9 +235,9 @@ def test_cli_metric_and_layer_lists_end_to_end(store_path, tmp_path):
         [sys.executable, "-m", "cca_scale.cli.main", "export", str(out), "-o", str(csv), "--metric",
          "cka"], capture_output=True, text=True)
     assert exported.returncode == 0, exported.stderr
-    from cca_scale.analysis import read_exported
+    from cca_scale.analysis import load_distances
 
-    np.testing.assert_allclose(read_exported(csv).values, cka.values)
+    np.testing.assert_allclose(load_distances(csv).values, cka.values)
 
 
 @pytest.mark.parametrize("kwargs,match", [

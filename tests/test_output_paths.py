@@ -18,7 +18,7 @@ import zarr
 
 import cca_scale
 from cca_scale import ActivationStore, DistanceMatrix
-from cca_scale.analysis import export_distances, read_exported
+from cca_scale.analysis import export_distances, load_distances
 from cca_scale.cli.main import main
 from cca_scale.errors import StorageWriteError, UnsafeOutputError
 from cca_scale.store.targets import check_output_target
@@ -280,7 +280,7 @@ def test_export_replaces_only_its_own_files(place, capsys, fmt, suffix):
     assert "is the input" in err
     # A look-alike of another program: the same extension, no cca_scale signature.
     foreign = place / f"foreign{suffix}"
-    frame = read_exported(target).to_pandas()
+    frame = load_distances(target).to_pandas()
     frame.attrs = {}
     if fmt == "csv":
         frame.to_csv(foreign, index_label="network")
@@ -427,7 +427,7 @@ def _refuse_export_writes(monkeypatch, code):
 def test_export_on_a_full_or_read_only_disk(place, capsys, monkeypatch, code, words, fmt,
                                             suffix):
     assert run(capsys, "export", "fc.zarr", "-o", f"d{suffix}")[0] == 0
-    D = read_exported(f"d{suffix}")
+    D = load_distances(f"d{suffix}")
     before = snapshot(place)
     _refuse_export_writes(monkeypatch, code)
     for target in (f"d{suffix}", f"new{suffix}"):  # replacing an export, and a new one

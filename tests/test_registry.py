@@ -122,7 +122,7 @@ def test_bounded_flag(name, options):
 
 @pytest.mark.parametrize("name", METRICS)
 def test_cca_family_flag_refuses_n_at_most_d(name):
-    from cca_scale.analysis import compare_activations
+    from cca_scale import in_memory_distances
     from cca_scale.engine.request import ComparisonRequest
 
     info = METRICS[name]
@@ -130,10 +130,10 @@ def test_cca_family_flag_refuses_n_at_most_d(name):
     assert ComparisonRequest.build(layer="h", metric=name).needs_overdetermined == info.cca_family
     if info.cca_family:
         with pytest.raises(ActivationError, match="CCA is degenerate"):
-            compare_activations({"x": x, "y": y}, metric=name)
-        compare_activations({"x": x, "y": y}, metric=name, allow_underdetermined=True)
+            in_memory_distances({"x": x, "y": y}, metric=name)
+        in_memory_distances({"x": x, "y": y}, metric=name, allow_underdetermined=True)
     else:
-        D = compare_activations({"x": x, "y": y}, metric=name)
+        D = in_memory_distances({"x": x, "y": y}, metric=name)
         assert np.isfinite(D.values).all()
 
 

@@ -6,12 +6,7 @@ analyses, arrays of shape ``(n_datapoints, n_neurons)``), never prints, and impo
 xarray and pyarrow only inside the functions that need them.
 """
 
-from cca_scale.analysis.baselines import (
-    BASELINE_METRICS,
-    compare_activations,
-    compare_metrics,
-    metrics_table,
-)
+from cca_scale.analysis.baselines import BASELINE_METRICS, metrics_table
 from cca_scale.analysis.clustering import (
     LINKAGE_METHODS,
     Agreement,
@@ -30,7 +25,7 @@ from cca_scale.analysis.dynamics import (
 from cca_scale.analysis.export import (
     EXPORT_FORMATS,
     export_distances,
-    read_distances,
+    load_distances,
     read_exported,
 )
 from cca_scale.analysis.groups import (
@@ -62,8 +57,6 @@ __all__ = [
     "SignalNoiseSplit",
     "cluster",
     "cluster_agreement",
-    "compare_activations",
-    "compare_metrics",
     "convergence_curves",
     "convergence_order",
     "export_distances",
@@ -77,7 +70,7 @@ __all__ = [
     "plot_heatmap",
     "plot_layer_map",
     "plot_signal_noise",
-    "read_distances",
+    "load_distances",
     "read_exported",
     "rho_over_training",
     "signal_noise_layers",

@@ -48,8 +48,8 @@ from cca_scale.store.targets import (
     storage_errors,
 )
 
-__all__ = ["EXPORT_FORMATS", "export_distances", "read_distances", "read_exported",
-           "format_from_path"]
+__all__ = ["EXPORT_FORMATS", "export_distances", "format_from_path", "load_distances",
+           "read_exported"]
 
 EXPORT_FORMATS = ("csv", "npy", "netcdf", "parquet")
 _SUFFIXES = {".csv": "csv", ".npy": "npy", ".nc": "netcdf", ".nc4": "netcdf",
@@ -155,7 +155,7 @@ def export_distances(D: DistanceMatrix, path: str | os.PathLike, *, format: str 
     Returns
     -------
     pathlib.Path
-        The file written. Each format reads back with :func:`read_exported` to the exact same
+        The file written. Each format reads back with :func:`load_distances` to the exact same
         values (``np.array_equal``, NaN included) and labels.
 
     Raises
@@ -247,7 +247,7 @@ def _write_parquet(D: DistanceMatrix, path: Path) -> None:
     frame.to_parquet(path, engine="pyarrow")
 
 
-def read_exported(path: str | os.PathLike, *, format: str | None = None) -> DistanceMatrix:
+def _read_exported(path: str | os.PathLike, *, format: str | None = None) -> DistanceMatrix:
     """Read a file written by :func:`export_distances` back into a DistanceMatrix.
 
     Parameters
@@ -350,23 +350,47 @@ def _read_parquet(path: Path) -> DistanceMatrix:
                           _info_from_json(attrs.get("col_info"), cols))
 
 
-def read_distances(path: str | os.PathLike, *, metric: str | None = None) -> DistanceMatrix:
-    """Read a distance matrix from an engine output or from an exported file.
+def load_distances(path: str | os.PathLike, *, metric: str | None = None,
+                   format: str | None = None) -> DistanceMatrix:
+    """Read a distance matrix: an engine output or a file written by :func:`export_distances`.
 
-    A path ending in an export extension (``.csv``, ``.npy``, ``.nc``, ``.parquet``) is read with
-    :func:`read_exported`; anything else (an engine output such as ``fc1.zarr``) with
-    ``cca_scale.load_distances``. The command line reads its ``OUT`` arguments this way.
-    ``metric`` picks the matrix of a multi-metric output (default: its only or first metric); an
-    exported file holds one matrix, and a ``metric`` it does not record is refused.
+    The one reader of results (``cca_scale.load_distances``; the command line reads its ``OUT``
+    arguments this way).
+
+    Parameters
+    ----------
+    path : str or path-like
+        An engine output (``fc1.zarr``, from :func:`cca_scale.compare` or
+        :func:`cca_scale.save_distances`; a local path or an fsspec URL), or an exported file,
+        told by its extension (``.csv``, ``.npy``, ``.nc``, ``.parquet``) or by ``format``.
+    metric : str, optional
+        The matrix of a multi-metric output (default: its only or first metric). An exported
+        file holds one matrix; a ``metric`` it does not record is refused.
+    format : {'csv', 'npy', 'netcdf', 'parquet'}, optional
+        Read ``path`` as an export of this format, whatever its extension.
+
+    Returns
+    -------
+    DistanceMatrix
+        Values and labels exactly as written. Pairs an interrupted run has not computed yet are
+        NaN (see ``DistanceMatrix.complete``).
     """
-    if Path(path).suffix.lower() in _SUFFIXES:
-        matrix = read_exported(path)
+    if format is not None or Path(path).suffix.lower() in _SUFFIXES:
+        matrix = _read_exported(path, format=format)
         held = matrix.metadata.get("metric")
         if metric is not None and held is not None and held != metric:
-            from cca_scale.errors import CcaScaleError
-
             raise CcaScaleError(f"{str(path)!r} holds {held!r} distances, not {metric!r}.")
         return matrix
-    from cca_scale.engine.results import load_distances
+    from cca_scale.engine.results import load_distances as read_output
 
-    return load_distances(path, metric=metric)
+    return read_output(path, metric=metric)
+
+
+def read_exported(path: str | os.PathLike, *, format: str | None = None) -> DistanceMatrix:
+    """Deprecated (one release): use :func:`load_distances`, which reads exports and outputs."""
+    import warnings
+
+    warnings.warn("cca_scale.read_exported is deprecated and will be removed in the next "
+                  "release; use cca_scale.load_distances(path, format=...), which reads exported "
+                  "files and engine outputs alike.", DeprecationWarning, stacklevel=2)
+    return _read_exported(path, format=format)

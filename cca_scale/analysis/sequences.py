@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cca_scale.analysis.baselines import compare_activations
+from cca_scale.engine.in_memory import in_memory_distances
 from cca_scale.errors import CcaScaleError
 from cca_scale.matrix import DistanceMatrix
 
@@ -33,7 +33,7 @@ def timestep_distances(hidden: Any, metric: str = "pwcca", *, variant: str = "pa
         The timesteps to compare (default all), in that order.
     **kwargs
         ``keep``, ``epsilon``, ``rtol``, ``dtype``, ``allow_underdetermined``, as in
-        :func:`compare_activations`.
+        :func:`cca_scale.in_memory_distances`.
 
     Returns
     -------
@@ -69,7 +69,7 @@ def timestep_distances(hidden: Any, metric: str = "pwcca", *, variant: str = "pa
     info = pd.DataFrame({"timestep": np.asarray(chosen, dtype=np.int64)},
                         index=pd.Index(labels, name="network"))
     acts = {label: hidden[:, t, :] for label, t in zip(labels, chosen, strict=True)}
-    D = compare_activations(acts, metric=metric, variant=variant, info=info, **kwargs)
+    D = in_memory_distances(acts, metric=metric, variant=variant, info=info, **kwargs)
     metadata = dict(D.metadata, kind="timesteps",
                     computed_by="cca_scale.analysis.timestep_distances")
     return DistanceMatrix(D.values, D.row_labels, D.col_labels, metadata, D.row_info, D.col_info,

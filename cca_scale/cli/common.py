@@ -140,7 +140,7 @@ def add_matrix_arguments(parser) -> None:
 def read_matrix(path, layer: str | None = None, *, metric: str | None = None):
     """The distance matrix at ``path`` (compare output or export): one ``metric`` of a
     multi-metric output, cut to ``layer`` of a multi-layer one, when given."""
-    from cca_scale.analysis import read_distances
+    from cca_scale.analysis import load_distances
 
-    D = read_distances(path, metric=metric)
+    D = load_distances(path, metric=metric)
     return D if layer is None else D.for_layer(layer)

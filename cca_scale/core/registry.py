@@ -2,7 +2,7 @@
 
 Everything that depends on which metric is asked for reads it here: the one-pair dispatch
 (:func:`~cca_scale.core.pairs.pair_distances`), the checks at every boundary (one-pair functions,
-the engine's request, ``compare_activations``), the engine's per-layer steps and the CLI's
+the engine's request, ``in_memory_distances``), the engine's per-layer steps and the CLI's
 ``--metric`` choices and help. Adding a metric is one entry in :data:`METRICS`, its kernel
 (:mod:`cca_scale.core.kernels`) and its readable reference (:mod:`cca_scale.core.reference`);
 ``tests/test_registry.py`` then checks the kernel against the reference and every flag against

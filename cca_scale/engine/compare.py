@@ -140,7 +140,7 @@ def submit(
         extra = {"store": store.path, "input_fingerprint": store.content_fingerprint(res.readers),
                  "versions": _versions(backend), "backend": backend,
                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        output, resume, tile_in_force = ComparisonOutput.prepare(
+        output, resume, tile_in_force = ComparisonOutput.open_for_run(
             out, params=req.output_params(res.n_datapoints), rows=row_records,
             cols=col_records, square=res.square, tile=None if req.tile is None else tile_in_force,
             default_tile=tile_in_force, overwrite=req.overwrite, extra_meta=extra,

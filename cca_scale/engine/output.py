@@ -133,7 +133,7 @@ class ComparisonOutput:
         return metric_prefix(self.meta, metric)
 
     @classmethod
-    def prepare(cls, path, *, params: dict, rows: list[dict], cols: list[dict], square: bool,
+    def open_for_run(cls, path, *, params: dict, rows: list[dict], cols: list[dict], square: bool,
                 tile: int | None, default_tile: int, overwrite: bool, extra_meta: dict,
                 inputs=(), metrics: dict | None = None, add_metrics: bool = False
                 ) -> tuple["ComparisonOutput", ResumeState, int]:
