@@ -81,8 +81,8 @@ def compare_metrics(source: Any, *, metrics: Sequence[str] = BASELINE_METRICS,
     Parameters
     ----------
     source : mapping of str to array, or an activation store
-        In-memory layers by name (computed with :func:`cca_scale.in_memory_distances`), or a store (path or
-        object) handed to the engine in ONE run, ``cca_scale.compare(source,
+        In-memory layers by name (computed with :func:`cca_scale.in_memory_distances`), or a
+        store (path or object) handed to the engine in ONE run, ``cca_scale.compare(source,
         metric=list(metrics), out=out, **kwargs)``: every metric from the same cross products.
     metrics : sequence of str
         Default ``('pwcca', 'cka', 'cosine', 'euclidean')``. Cosine and Euclidean compare neuron by

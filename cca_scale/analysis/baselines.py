@@ -17,8 +17,9 @@ from cca_scale.matrix import DistanceMatrix
 
 __all__ = ["BASELINE_METRICS", "METRIC_COLUMNS", "metrics_table"]
 
-#: The default metrics of :func:`cca_scale.compare_metrics`: PWCCA and the baselines (every metric of the
-#: registry outside the CCA family, shape metrics such as procrustes excepted: ask for them).
+#: The default metrics of :func:`cca_scale.compare_metrics`: PWCCA and the baselines (every
+#: metric of the registry outside the CCA family, shape metrics such as procrustes excepted: ask
+#: for them).
 BASELINE_METRICS = ("pwcca",) + tuple(name for name, m in METRICS.items()
                                       if not m.cca_family and name != "procrustes")
 #: Columns of :func:`metrics_table`, in order.

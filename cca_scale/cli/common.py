@@ -144,3 +144,36 @@ def read_matrix(path, layer: str | None = None, *, metric: str | None = None):
 
     D = load_distances(path, metric=metric)
     return D if layer is None else D.for_layer(layer)
+
+
+class TileProgress:
+    """Progress over tiles on stderr (a tqdm bar with pairs/s), silent off a terminal or with
+    ``--quiet``; call it with each finished tile's summary, ``close()`` at the end."""
+
+    def __init__(self, total: int, done: int, *, quiet: bool):
+        import time
+
+        self.pairs = 0
+        self._clock = time.perf_counter
+        self.started = self._clock()
+        self._bar = None
+        if show_progress(quiet):
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=done, unit="tile", file=sys.stderr,
+                             dynamic_ncols=True, smoothing=0.1)
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self.started
+
+    def __call__(self, summary) -> None:
+        self.pairs += summary.pairs
+        if self._bar is not None:
+            rate = self.pairs / max(self.elapsed, 1e-9)
+            self._bar.set_postfix_str(f"{rate:,.0f} pairs/s", refresh=False)
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -1,13 +1,13 @@
-"""``cca-scale compare``: all-pairs distances of one layer (or several) across a store's networks."""
+"""``cca-scale compare``: all-pairs distances of layers across a store's networks."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from cca_scale.cli.common import (
     SELECTION_HELP,
+    TileProgress,
     add_metric_argument,
     finite_float,
     parse_selection,
@@ -15,7 +15,6 @@ from cca_scale.cli.common import (
     parse_timestep,
     positive_int,
     selection_epilog,
-    show_progress,
 )
 
 EXAMPLES = """\
@@ -123,38 +122,21 @@ def run(args) -> int:
     client = command_line_client(cluster=args.cluster, scheduler=args.scheduler,
                                  n_workers=args.workers, wait_workers=args.wait_workers,
                                  gpu=args.gpu)
-    started = time.perf_counter()
     handle = submit(args.store, client=client, scheduler=args.scheduler, n_workers=args.workers,
                     backend="cupy" if args.gpu else "auto", **kwargs)
     print(handle.resume.line(), file=sys.stderr, flush=True)
-    bar = None
-    if show_progress(args.quiet):
-        from tqdm import tqdm
-
-        bar = tqdm(total=handle.resume.total, initial=handle.resume.done, unit="tile",
-                   file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-    pairs = 0
-
-    def on_tile(summary):
-        nonlocal pairs
-        pairs += summary.pairs
-        if bar is not None:
-            elapsed = time.perf_counter() - started
-            bar.set_postfix_str(f"{pairs / max(elapsed, 1e-9):,.0f} pairs/s", refresh=False)
-            bar.update(1)
-
+    progress = TileProgress(handle.resume.total, handle.resume.done, quiet=args.quiet)
     try:
-        matrix = handle.result(on_tile=on_tile)
+        matrix = handle.result(on_tile=progress)
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
         if client is not None:
             client.close()  # also closes a cluster launch() started
-    elapsed = time.perf_counter() - started
     for line in handle.run_summary.lines():
         print(line, file=sys.stderr)
     if isinstance(matrix, dict):
         matrix = next(iter(matrix.values()))
+    pairs, elapsed = progress.pairs, progress.elapsed
     rate = f", {pairs / elapsed:,.0f} pairs/s" if pairs else ""
     print(f"wrote {args.out}: {matrix.shape[0]} x {matrix.shape[1]} {args.metric} distances "
           f"({pairs} pairs computed in {elapsed:.1f} s{rate})")

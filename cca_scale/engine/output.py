@@ -105,7 +105,7 @@ class ComparisonOutput:
         self._lock = lock
 
     def release(self) -> None:
-        """Give back the output's lease (held from :meth:`prepare` until the run ends)."""
+        """Give back the output's lease (held from :meth:`open_for_run` until the run ends)."""
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -146,10 +146,10 @@ class ComparisonOutput:
         tile size in force. Different parameters (shared, or of a metric the output holds), or
         changed or reordered inputs, are refused unless ``overwrite``; a metric the output does
         not hold yet is added when ``add_metrics`` (a list of metrics was asked for; format 3),
-        and refused as another ``metric`` parameter otherwise (a plain name, as before). Another run holding the lease is refused
-        (OutputBusyError). Whatever ``overwrite`` says, a path that holds anything but a
-        comparison output, or overlaps ``inputs`` (the activation store), is refused with
-        UnsafeOutputError (:func:`check_output_target`).
+        and refused as another ``metric`` parameter otherwise (a plain name, as before). Another
+        run holding the lease is refused (OutputBusyError). Whatever ``overwrite`` says, a
+        path that holds anything but a comparison output, or overlaps ``inputs`` (the
+        activation store), is refused with UnsafeOutputError (:func:`check_output_target`).
         """
         import zarr
 

@@ -245,7 +245,8 @@ class ComparisonRequest:
         """The parameters an output records, shared by its metrics; a rerun must match them to
         resume. Each metric's own (:meth:`metric_params`) are recorded with its arrays."""
         return {
-            "layer": list(self.layer) if isinstance(self.layer, tuple) else self.layer, "against_layer": self.against_layer, "networks": self.networks,
+            "layer": list(self.layer) if isinstance(self.layer, tuple) else self.layer,
+            "against_layer": self.against_layer, "networks": self.networks,
             "against": self.against, "step": self.step, "against_step": self.against_step,
             "timestep": self.timestep, "dtype": self.dtype, "rtol": self.rtol,
             "n_datapoints": n_datapoints,
