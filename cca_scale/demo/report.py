@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,30 @@ def _plot_toy(toy, path: Path) -> None:
     fig.savefig(path, dpi=130)
 
 
-def write_plots(report, dist: dict, *, groups: dict) -> dict[str, Path]:
-    """Heatmaps, group bars, convergence curves and the toy plot, as PNG files in the folder."""
+def _plot_layer_maps(D, groups: dict, out: Path) -> dict[str, Path]:
+    """Layer-by-layer PWCCA maps: two generalizing networks, and a generalizing vs a memorizing
+    one, on one colour scale."""
+    from cca_scale.analysis import plot_layer_map
+
+    gen, mem = list(groups["generalizing"]), list(groups["memorizing"])
+    if len(gen) < 2 or not mem:
+        return {}
+    shown = [("layer_map_generalizing", gen[0], gen[1]),
+             ("layer_map_gen_vs_mem", gen[0], mem[0])]
+    blocks = [D.layer_block(a, b).values for _, a, b in shown]
+    vmax = float(max(np.nanmax(v) for v in blocks))
+    files = {}
+    for key, a, b in shown:
+        files[key] = out / f"{key}.png"
+        plot_layer_map(D, a, b, path=files[key], vmin=0.0, vmax=vmax,
+                       title=f"PWCCA distance, layer by layer: {a} (rows) vs {b}")
+    return files
+
+
+def write_plots(report, dist: dict, *, groups: dict,
+                layer_maps: dict | None = None) -> dict[str, Path]:
+    """Heatmaps, group bars, convergence curves, layer maps and the toy plot, as PNG files in the
+    folder. ``layer_maps``: ``{metric: multi-layer DistanceMatrix}`` of the final networks."""
     from cca_scale.analysis import plot_convergence, plot_group_bars, plot_heatmap
 
     out = report.out_dir
@@ -106,6 +129,8 @@ def write_plots(report, dist: dict, *, groups: dict) -> dict[str, Path]:
                      path=files["convergence_normalised"],
                      title="Fig 6, normalised by each layer's distance at the first epoch",
                      ylabel="distance / distance at epoch 1")
+    if layer_maps and "pwcca" in layer_maps:
+        files.update(_plot_layer_maps(layer_maps["pwcca"], groups, out))
     files["toy"] = out / "toy_signal_noise.png"
     _plot_toy(f.toy, files["toy"])
     return files
@@ -151,6 +176,19 @@ def _generalization_text(g, config) -> list[str]:
             "within memorizing": [_f(x) for x in b["within_memorizing"]],
             "inter": [_f(x) for x in b["inter"]]}, index=b.index)))
     return lines
+
+
+def _layer_map_text(report) -> list[str]:
+    files = report.files
+    if "layer_map_generalizing" not in files:
+        return []
+    text = (f"Layer-by-layer maps (every layer of one network against every layer of another, "
+            f"one colour scale): {files['layer_map_generalizing'].name} (two generalizing "
+            f"networks) and {files['layer_map_gen_vs_mem'].name} (a generalizing vs a memorizing "
+            "one). Read the diagonal, the same layer in both networks: where Fig 3 reproduces it "
+            "stays dark (close) at every depth for the two generalizing networks and brightens "
+            "in the later layers against the memorizing one.")
+    return [""] + textwrap.wrap(text, width=98, initial_indent="  ", subsequent_indent="  ")
 
 
 def _lr_text(r, config) -> list[str]:
@@ -354,7 +392,8 @@ def render_text(report, *, config) -> str:
         lines.append(f"  {row['figure']:<6} {row['verdict'].upper():<11} {row['claim']}")
         lines.append(f"  {'':<6} {'':<11} measured: {row['measured']}")
     lines += ["", RULE]
-    lines += _generalization_text(f.generalization, config) + ["", RULE]
+    lines += _generalization_text(f.generalization, config)
+    lines += _layer_map_text(report) + ["", RULE]
     lines += _lr_text(f.learning_rates, config) + ["", RULE]
     lines += _dynamics_text(f.dynamics, config) + ["", RULE]
     lines += _width_text(f.width, config) + ["", RULE]
@@ -397,6 +436,8 @@ def _findings_json(report) -> dict:
 def _html(report) -> str:
     figures = [("heatmap", "All networks, last hidden layer"),
                ("generalization", "Fig 3: generalizing vs memorizing"),
+               ("layer_map_generalizing", "Layer by layer: two generalizing networks"),
+               ("layer_map_gen_vs_mem", "Layer by layer: generalizing vs memorizing"),
                ("heatmap_lr_sweep", "Fig 5: learning-rate sweep"),
                ("convergence", "Fig 6: convergence over training"),
                ("convergence_normalised", "Fig 6, normalised"),

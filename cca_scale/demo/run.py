@@ -141,56 +141,71 @@ def _train(client, specs, store, config, groups, progress: Progress | None):
     return [trained[s.name] for s in specs]
 
 
-def _compare_all(store, config, groups, client, dist_dir: Path, progress: Progress | None):
-    """Every engine run of the demo, one per (layer, metric, selection), all on one client.
+def _tile(rows: int) -> int:
+    # These matrices are small (tens of items, <= 128 neurons): per-task overhead, not
+    # arithmetic, dominates, so use few tiles.
+    return rows if rows <= SINGLE_TILE_ROWS else -(-rows // 2)
 
-    Returns ``{(kind, metric): {layer: DistanceMatrix}}`` with kinds ``final`` (every network
-    at its last epoch; mean CCA only for the generalizing and memorizing ones), ``subsampled``
+
+def _compare_all(store, config, groups, client, dist_dir: Path, progress: Progress | None):
+    """Every engine run of the demo, one per sweep selection, all on one client.
+
+    Returns ``(dist, layer_maps)``. ``dist`` is ``{(kind, metric): {layer: DistanceMatrix}}``
+    with kinds ``final`` (every network at its last epoch, PWCCA and mean CCA), ``subsampled``
     (the width sweep, a fixed number of neurons per layer), ``dynamics`` (every recorded epoch
     of the generalizing networks against their last) and ``early`` (the learning-rate sweep at
-    ``early_epoch``).
+    ``early_epoch``); each is the network-by-network matrix of one layer (``D.for_layer``).
+    ``layer_maps`` is ``{metric: DistanceMatrix}``, the final run's multi-layer matrices
+    (every (network, layer) item against every other), for the layer-by-layer maps.
     """
     from cca_scale import compare
 
     layers = layer_names(config.depth)
     hidden = hidden_layer_names(config.depth)
     everyone = store.networks()
-    gm = groups["generalizing"] + groups["memorizing"]
     n_steps = len(store.steps(groups["dynamics"][0], hidden[0]))
-    jobs: list[tuple[str, str, dict]] = []
-    for layer in layers:  # all networks at their final step
-        jobs.append(("final", layer, dict(layer=layer, step="last", rows=len(everyone))))
-    for layer in layers:  # the paper's unweighted baseline for Fig 3 (Fig A9)
-        jobs.append(("final", layer, dict(layer=layer, step="last", networks=gm,
-                                                    metric="mean_cca", rows=len(gm))))
-    for layer in hidden:  # Fig 4 control: a fixed number of neurons from every layer
-        jobs.append(("subsampled", layer, dict(layer=f"{layer}_n{config.n_subsample}",
-                                               step="last", networks=groups["width"],
-                                               rows=len(groups["width"]))))
-    for metric in ("pwcca", "mean_cca"):  # Fig 6: every recorded epoch against the last
-        for layer in hidden:
-            jobs.append(("dynamics", layer, dict(
-                layer=layer, step="all", against_step="last", networks=groups["dynamics"],
-                metric=metric, rows=n_steps * len(groups["dynamics"]))))
-    for layer in hidden:  # Fig 5 before convergence
-        jobs.append(("early", layer, dict(layer=layer, step=config.early_epoch,
-                                          networks=groups["lr_sweep"],
-                                          rows=len(groups["lr_sweep"]))))
+    sub = {f"{layer}_n{config.n_subsample}": layer for layer in hidden}
+    # (kind, file stem, layer-name map {stored layer: reported layer}, compare kwargs, rows)
+    jobs: list[tuple[str, str, dict[str, str], dict, int]] = [
+        # all networks at their final step, every layer, both metrics from one cross product;
+        # mean CCA is the paper's unweighted baseline for Fig 3 (Fig A9)
+        ("final", "final", {layer: layer for layer in layers},
+         dict(layer=layers, step="last", metric=["pwcca", "mean_cca"]),
+         len(everyone) * len(layers)),
+        # Fig 4 control: a fixed number of neurons from every layer
+        ("subsampled", "subsampled", sub,
+         dict(layer=list(sub), step="last", networks=groups["width"], metric=["pwcca"]),
+         len(groups["width"]) * len(sub)),
+        # Fig 5 before convergence
+        ("early", "early", {layer: layer for layer in hidden},
+         dict(layer=hidden, step=config.early_epoch, networks=groups["lr_sweep"],
+              metric=["pwcca"]),
+         len(groups["lr_sweep"]) * len(hidden)),
+    ]
+    # Fig 6: every recorded epoch against the last, one run per layer (both metrics). A
+    # multi-layer run would also compute every cross-layer (layer, epoch) pair, which the demo
+    # does not need: L times the pairs for nothing.
+    for layer in hidden:
+        jobs.append(("dynamics", f"dynamics_{layer}", {layer: layer},
+                     dict(layer=layer, step="all", against_step="last",
+                          networks=groups["dynamics"], metric=["pwcca", "mean_cca"]),
+                     n_steps * len(groups["dynamics"])))
     out: dict[tuple[str, str], dict[str, Any]] = {}
+    layer_maps: dict[str, Any] = {}
     if progress:
         progress("compare", 0, len(jobs))
-    for i, (kind, layer, kwargs) in enumerate(jobs, 1):
-        metric = kwargs.get("metric", "pwcca")
-        rows = kwargs.pop("rows")
-        path = dist_dir / f"{kind}_{layer}_{metric}.zarr"
-        # These matrices are small (tens of networks, <= 128 neurons): per-task overhead, not
-        # arithmetic, dominates, so use few tiles.
-        tile = rows if rows <= SINGLE_TILE_ROWS else -(-rows // 2)
-        out.setdefault((kind, metric), {})[layer] = compare(store, out=str(path), client=client,
-                                                  overwrite=True, tile=tile, **kwargs)
+    for i, (kind, stem, names, kwargs, rows) in enumerate(jobs, 1):
+        result = compare(store, out=str(dist_dir / f"{stem}.zarr"), client=client,
+                         overwrite=True, tile=_tile(rows), **kwargs)
+        multi = isinstance(kwargs["layer"], list)
+        for metric, D in result.items():
+            if kind == "final":
+                layer_maps[metric] = D
+            for stored, layer in names.items():
+                out.setdefault((kind, metric), {})[layer] = D.for_layer(stored) if multi else D
         if progress:
             progress("compare", i, len(jobs))
-    return out
+    return out, layer_maps
 
 
 def _training_table(trained: list[TrainedNetwork]) -> pd.DataFrame:
@@ -259,7 +274,8 @@ def run_demo(out_dir: str | os.PathLike = "cca-scale-demo", *, quick: bool = Fal
         trained = _train(client, specs, store, config, groups, progress)
         timings["train_and_store"] = time.perf_counter() - t
         t = time.perf_counter()
-        dist = _compare_all(store, config, groups, client, out / "distances", progress)
+        dist, layer_maps = _compare_all(store, config, groups, client, out / "distances",
+                                        progress)
         timings["compare"] = time.perf_counter() - t
     finally:
         if owned:
@@ -291,7 +307,7 @@ def run_demo(out_dir: str | os.PathLike = "cca-scale-demo", *, quick: bool = Fal
                         training=training, timings=timings, quick=quick, n_workers=n_workers,
                         n_datapoints=len(data.x_train))
     t = time.perf_counter()
-    report.files = R.write_plots(report, dist, groups=groups)
+    report.files = R.write_plots(report, dist, groups=groups, layer_maps=layer_maps)
     timings["plots"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     report.files.update(R.write_reports(report, config=config))
