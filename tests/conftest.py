@@ -34,3 +34,14 @@ def gpu_available() -> bool:
 
 
 requires_gpu = pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA device")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A real LocalCluster for one test module: 2 single-threaded worker processes, no
+    dashboard (test_output_paths.py overrides it with an in-process one)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        yield c

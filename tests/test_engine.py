@@ -27,15 +27,6 @@ def _acts(rng, n, widths):
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     rng = np.random.default_rng(7)
     path = tmp_path_factory.mktemp("sweep") / "acts.zarr"
@@ -167,11 +158,12 @@ def test_other_parameters_on_existing_output_are_refused(client, sweep, tmp_path
     assert d.metadata["metric"] == "mean_cca"
 
 
-def test_without_out_the_result_lives_in_memory_only(sweep):
+def test_without_out_the_result_lives_in_memory_only(sweep, tmp_path, monkeypatch):
     import glob
     import tempfile
 
     path, acts = sweep
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # no other process writes here
     before = set(glob.glob(f"{tempfile.gettempdir()}/cca-scale-*"))
     d = cca_scale.compare(path, layer=LAYER, networks=["n0", "n1", "n2"], n_workers=1)
     np.testing.assert_allclose(d.values, _core_matrix(cca_scale.pwcca_distance, acts[:3], acts[:3]),

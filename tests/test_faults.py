@@ -34,15 +34,6 @@ def _acts(rng, n, widths):
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def store_path(tmp_path_factory):
     rng = np.random.default_rng(3)
     path = tmp_path_factory.mktemp("faults") / "acts.zarr"

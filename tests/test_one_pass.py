@@ -26,15 +26,6 @@ LAYERS = {"fa": 6, "fb": 6, "fc": 9}
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def store_path(tmp_path_factory):
     rng = np.random.default_rng(14)
     path = tmp_path_factory.mktemp("onepass") / "acts.zarr"
