@@ -45,3 +45,21 @@ def client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as c:
         yield c
+
+
+def flatten_to_format_2(out) -> None:
+    """Rewrite a one-metric format-3 output in the format-2 layout (arrays at the root, the
+    metric's parameters among the shared ones), as cca_scale wrote it before format 3."""
+    import json
+    import shutil
+
+    doc = json.loads((out / "zarr.json").read_text())
+    meta = doc["attributes"]["cca_scale"]
+    (metric, own), = meta.pop("metrics").items()
+    meta["params"] = {**own, **meta["params"]}
+    meta["format"] = 2
+    for entry in os.listdir(out / metric):
+        if entry != "zarr.json":
+            shutil.move(str(out / metric / entry), str(out / entry))
+    shutil.rmtree(out / metric)
+    (out / "zarr.json").write_text(json.dumps(doc))

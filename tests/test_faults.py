@@ -22,6 +22,7 @@ import cca_scale
 from cca_scale import ActivationStore
 from cca_scale.engine.output import DONE, PAIR_ARRAYS, ComparisonOutput
 from cca_scale.engine.tiles import iter_tiles
+from conftest import flatten_to_format_2
 
 LAYER = "h"
 TILE = 2
@@ -75,23 +76,6 @@ def _arrays(out) -> dict:
 
 def _chunk_file(out, name, bi, bj):
     return os.path.join(str(out), *_prefix(out).split("/")[:-1], name, "c", str(bi), str(bj))
-
-
-def _flatten_to_format_2(out) -> None:
-    """Rewrite a one-metric format-3 output as the format-2 layout (arrays at the root, the
-    metric's parameters among the shared ones), as cca_scale before format 3 wrote it."""
-    import json
-
-    doc = json.loads((out / "zarr.json").read_text())
-    meta = doc["attributes"]["cca_scale"]
-    (metric, own), = meta.pop("metrics").items()
-    meta["params"] = {**own, **meta["params"]}
-    meta["format"] = 2
-    for entry in os.listdir(out / metric):
-        if entry != "zarr.json":
-            shutil.move(str(out / metric / entry), str(out / entry))
-    shutil.rmtree(out / metric)
-    (out / "zarr.json").write_text(json.dumps(doc))
 
 
 def _undo(out, tiles, *, square: bool, how: str) -> None:
@@ -427,7 +411,7 @@ def test_an_output_of_the_previous_format_reads_but_does_not_resume(client, stor
 
     out = tmp_path / "old.zarr"
     shutil.copytree(references["square"], out)
-    _flatten_to_format_2(out)
+    flatten_to_format_2(out)
     shutil.rmtree(out / "ill_posed")
     doc = json.loads((out / "zarr.json").read_text())
     doc["attributes"]["cca_scale"]["format"] = 1

@@ -5,7 +5,6 @@ product per tile serves them all, SVCCA's truncation included); each layer block
 run must equal the per-layer (and against_layer) runs; adding a metric computes only it.
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from cca_scale import ActivationStore
 from cca_scale.core.registry import METRIC_NAMES
 from cca_scale.engine.output import DONE, PAIR_ARRAYS, ComparisonOutput
 from cca_scale.engine.tiles import iter_tiles
+from conftest import flatten_to_format_2
 
 N = 5
 LAYERS = {"fa": 6, "fb": 6, "fc": 9}
@@ -178,26 +178,12 @@ def test_any_done_subset_of_a_multi_metric_multi_layer_output_resumes_bit_identi
                             > 0)
 
 
-def _flatten_to_format_2(out) -> None:
-    """A one-metric format-3 output rewritten in the format-2 layout (arrays at the root)."""
-    doc = json.loads((out / "zarr.json").read_text())
-    meta = doc["attributes"]["cca_scale"]
-    (metric, own), = meta.pop("metrics").items()
-    meta["params"] = {**own, **meta["params"]}
-    meta["format"] = 2
-    for entry in os.listdir(out / metric):
-        if entry != "zarr.json":
-            shutil.move(str(out / metric / entry), str(out / entry))
-    shutil.rmtree(out / metric)
-    (out / "zarr.json").write_text(json.dumps(doc))
-
-
 def test_a_format_2_output_reads_and_resumes_as_before(client, store_path, tmp_path):
     ref = tmp_path / "ref.zarr"
     want = cca_scale.compare(store_path, layer="fa", out=ref, client=client, tile=2)
     out = tmp_path / "old.zarr"
     shutil.copytree(ref, out)
-    _flatten_to_format_2(out)
+    flatten_to_format_2(out)
     _assert_same(cca_scale.load_distances(out), want)
     assert cca_scale.load_distances(out, metric="pwcca").metadata["format"] == 2
     os.remove(out / "distance" / "c" / "0" / "1")  # a lost chunk: that tile is redone
