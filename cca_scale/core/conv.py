@@ -7,9 +7,22 @@ import numpy as np
 
 from cca_scale.errors import ActivationError
 
-__all__ = ["flatten_conv", "CONV_MODES"]
+__all__ = ["CONV_MODES", "check_conv_mode", "flatten_conv"]
 
 CONV_MODES = ("mean", "positions")
+
+
+def check_conv_mode(mode, *, name: str = "mode", where: str | None = "flatten_conv",
+                    allow_none: bool = False) -> None:
+    """Refuse a convolutional reduction that is not one of :data:`CONV_MODES` (None too, unless
+    ``allow_none``). ``name`` and ``where`` word the message: the parameter and its function."""
+    if (mode is None and allow_none) or mode in CONV_MODES:
+        return
+    choices = ("None or " if allow_none else "") + f"one of {list(CONV_MODES)}"
+    of = f" of {where}" if where else ""
+    raise ActivationError(
+        f"The '{name}' parameter{of} must be {choices}. Got {mode!r} instead."
+    )
 
 
 def flatten_conv(acts, mode: str):
@@ -29,11 +42,7 @@ def flatten_conv(acts, mode: str):
     -------
     array of shape (n, c) or (n * prod(spatial), c), same array module as ``acts``.
     """
-    if mode not in CONV_MODES:
-        raise ActivationError(
-            f"The 'mode' parameter of flatten_conv must be one of {list(CONV_MODES)}. "
-            f"Got {mode!r} instead."
-        )
+    check_conv_mode(mode)
     if not is_cupy_array(acts):
         acts = np.asarray(acts)
     if acts.ndim < 3:

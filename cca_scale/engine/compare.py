@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cca_scale.core.backend import BACKENDS
 from cca_scale.core.pairs import DEFAULT_EPSILON
 from cca_scale.engine.handle import Comparison, RunSummary
 from cca_scale.engine.output import PAIR_ARRAYS, ComparisonOutput
@@ -27,7 +28,7 @@ from cca_scale.engine.selection import (
     open_store,
     resolve_request,
 )
-from cca_scale.engine.tasks import BACKENDS, TileSpec, TileSummary, prepare_task, tile_task
+from cca_scale.engine.tasks import TileSpec, TileSummary, prepare_task, tile_task
 from cca_scale.engine.tiles import block_rows, choose_tile, iter_tiles
 from cca_scale.errors import CcaScaleError, StoreError
 from cca_scale.matrix import DistanceMatrix

@@ -10,25 +10,14 @@ from typing import Any
 
 import numpy as np
 
+from cca_scale.core.backend import array_module, synchronize
 from cca_scale.core.basis import Basis, BasisAccumulator
 from cca_scale.core.registry import get_metric
 from cca_scale.core.validation import describe
 from cca_scale.engine.output import read_tile_arrays, write_tile_arrays
 from cca_scale.engine.tiles import Tile
 
-__all__ = ["array_module", "prepare_task", "tile_task", "TileSpec", "TileSummary"]
-
-BACKENDS = ("numpy", "cupy")
-
-
-def array_module(backend: str):
-    """The array module of a backend name. CuPy is imported only when asked for."""
-    if backend == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
+__all__ = ["prepare_task", "tile_task", "TileSpec", "TileSummary"]
 
 def prepare_task(reader, *, dtype: str, backend: str, rtol: float | None = None) -> Basis:
     """Factor one network's layer by streaming over its datapoint chunks (memory ~ chunk + d^2).
@@ -153,7 +142,7 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
                                                 qt_c, timings, nbytes)
             t = time.perf_counter()
             cross += rows_r @ rows_c.T  # a SYRK when both sides are the same buffer
-            _sync(xp)
+            synchronize(xp)
             timings["gemm"] += time.perf_counter() - t
 
         t = time.perf_counter()
@@ -250,8 +239,3 @@ def _stack(xp, dtype, readers, maps, offsets, start, stop, buffer, timings, nbyt
             target[...] = whitener_t @ (chunk.T - mean)
         timings["project"] += time.perf_counter() - t
     return out
-
-
-def _sync(xp) -> None:
-    if xp is not np:
-        xp.cuda.Stream.null.synchronize()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 
-from cca_scale.core.conv import CONV_MODES, flatten_conv
+from cca_scale.core.conv import check_conv_mode, flatten_conv
 from cca_scale.errors import ActivationError, LayerNotFoundError
 from cca_scale.store.activation_store import ActivationStore
 from cca_scale.store.ingest import open_or_create
@@ -136,11 +136,7 @@ def capture(model, batches: Iterable[Any], layers, *, store, network: str,
     """
     import torch
 
-    if conv is not None and conv not in CONV_MODES:
-        raise ActivationError(
-            f"The 'conv' parameter of capture must be None or one of {list(CONV_MODES)}. "
-            f"Got {conv!r} instead."
-        )
+    check_conv_mode(conv, name="conv", where="capture", allow_none=True)
     network = check_name(network, kind="network")
     if not isinstance(store, ActivationStore):
         store, _ = open_or_create(store)

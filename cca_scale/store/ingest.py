@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from cca_scale.core.conv import CONV_MODES, flatten_conv
+from cca_scale.core.conv import check_conv_mode, flatten_conv
 from cca_scale.errors import ActivationError, CcaScaleError, StoreConflictError, StoreError
 from cca_scale.store.activation_store import ActivationStore
 from cca_scale.store.names import check_attrs, check_name, check_step
@@ -110,18 +110,10 @@ def _conv_blocks(acts, mode: str, rows: int) -> Iterator[Any]:
 def _source(acts, conv: str | None):
     if conv is None or acts.ndim <= 2:
         return acts
-    if conv not in CONV_MODES:
-        flatten_conv(acts[:0], conv)  # raises the standard message
+    check_conv_mode(conv, name="conv", where=None)
     width = int(np.prod(acts.shape[1:]))
     rows = default_chunk_rows(width, acts.dtype.itemsize if acts.dtype.kind in "biuf" else 8)
     return _conv_blocks(acts, conv, rows)
-
-
-def _check_conv(conv):
-    if conv is not None and conv not in CONV_MODES:
-        raise ActivationError(
-            f"The 'conv' parameter must be None or one of {list(CONV_MODES)}. Got {conv!r} instead."
-        )
 
 
 def open_or_create(path, *, n_datapoints: int | None = None, fingerprint: str | None = None,
@@ -164,7 +156,7 @@ def ingest_file(store: ActivationStore, network: str, layer: str, path: str, *,
     """
     check_name(network, kind="network")
     check_name(layer, kind="layer")
-    _check_conv(conv)
+    check_conv_mode(conv, name="conv", where=None, allow_none=True)
     acts = read_activations(path, key=key)
     with store.transaction(fingerprint=fingerprint) as tx:
         tx.add(network, layer, _source(acts, conv), step=step, attrs=attrs, overwrite=overwrite,
@@ -278,7 +270,7 @@ def ingest_manifest(store: ActivationStore, manifest: str, *, overwrite: bool = 
     If any row fails, everything staged is deleted and the store is left as it was; otherwise
     all rows are committed together.
     """
-    _check_conv(conv)
+    check_conv_mode(conv, name="conv", where=None, allow_none=True)
     rows = read_manifest(manifest)
 
     def opened(row, load):
