@@ -91,11 +91,45 @@ def bench_core(*, n_datapoints: int = 10_000, n_neurons: int = 128, pairs: int =
     }
 
 
+def _timed_compare(store_path, out_path, *, metrics, workers: int, dtype: str, gpu: bool,
+                   tile: int | None, client=None) -> float:
+    """Seconds one comparison takes: in this process on ``client`` (a warm cluster: the engine
+    alone), or, without a client, as a whole ``cca-scale compare`` process (imports, cluster
+    start and teardown included)."""
+    if client is not None:
+        from cca_scale.engine import compare
+
+        t = time.perf_counter()
+        compare(str(store_path), layer="hidden", out=str(out_path),
+                metric=metrics[0] if len(metrics) == 1 else list(metrics),
+                client=client, overwrite=True, dtype=dtype, tile=tile,
+                backend="cupy" if gpu else "auto")
+        return time.perf_counter() - t
+    cmd = [sys.executable, "-m", "cca_scale.cli.main", "compare", str(store_path),
+           "--layer", "hidden", "--out", str(out_path), "--quiet", "--overwrite",
+           "--metric", ",".join(metrics), "--workers", str(workers), "--dtype", dtype] + \
+        (["--gpu"] if gpu else []) + (["--tile", str(tile)] if tile else [])
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return time.perf_counter() - t
+
+
+def _bench_client(workers: int, gpu: bool, whole_process: bool):
+    """A warm local cluster for in-process timing, or None for whole-process timing."""
+    if whole_process:
+        return None
+    from cca_scale.runtime import launch
+
+    return launch("local-gpu") if gpu else launch("local", n_workers=workers,
+                                                  dashboard_address="127.0.0.1:0")
+
+
 def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons: int = 128,
                  workers: int | None = None, tile: int | None = None, dtype: str = "float64",
                  gpu: bool = False, naive_pairs: int = 3, workdir: str | None = None,
-                 seed: int = 0) -> dict:
-    """``cca-scale compare`` end to end, as a separate process, on a synthetic store.
+                 seed: int = 0, whole_process: bool = False) -> dict:
+    """One comparison on a synthetic store: the engine in this process on a warm local cluster,
+    or with ``whole_process`` the ``cca-scale compare`` command as a separate process.
 
     Reports pairs per second, achieved GFLOP/s on the unavoidable GEMM work
     (``2 * m * d_a * d_b`` per unordered pair) during the pair phase, the machine's matmul GFLOP/s
@@ -114,13 +148,13 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
         write_synthetic_store(store_path, n_networks=n_networks, n_datapoints=n_datapoints,
                               n_neurons=n_neurons, seed=seed)
         t_write = time.perf_counter() - t
-        cmd = [sys.executable, "-m", "cca_scale.cli.main", "compare", str(store_path),
-               "--layer", "hidden", "--out", str(out_path), "--quiet", "--overwrite",
-               "--workers", str(workers), "--dtype", dtype] + (["--gpu"] if gpu else []) + \
-              (["--tile", str(tile)] if tile else [])
-        t = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
-        t_process = time.perf_counter() - t
+        client = _bench_client(workers, gpu, whole_process)
+        try:
+            t_process = _timed_compare(store_path, out_path, metrics=["pwcca"], workers=workers,
+                                       dtype=dtype, gpu=gpu, tile=tile, client=client)
+        finally:
+            if client is not None:
+                client.close()
         matrix = load_distances(out_path)
         timings = matrix.metadata["timings"]
         pair_phase = timings["pair_phase_seconds"]
@@ -145,7 +179,9 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
                      f"{dtype}, {workers} worker(s){' on GPU' if gpu else ''}, "
                      f"tile {matrix.metadata['tile']}",
             "store_write_seconds": t_write,
-            "compare_process_seconds": t_process,
+            "timed": "whole cca-scale compare process" if whole_process
+                     else "engine on a warm local cluster (in process)",
+            "compare_seconds": t_process,
             "directed_pairs": n_pairs,
             "pairs_per_second_end_to_end": n_pairs / t_process,
             "pair_phase_seconds": pair_phase,
@@ -164,12 +200,14 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
 def bench_metrics(metrics: list[str], *, n_networks: int = 32, n_datapoints: int = 10_000,
                   n_neurons: int = 128, workers: int | None = None, tile: int | None = None,
                   dtype: str = "float64", gpu: bool = False, repeats: int = 3,
-                  workdir: str | None = None, seed: int = 0) -> dict:
+                  workdir: str | None = None, seed: int = 0,
+                  whole_process: bool = False) -> dict:
     """Several metrics in one run (``--metric a,b,c``) against the first metric alone, on the
-    same synthetic store: ``cca-scale compare`` processes, alternated, ``repeats`` times each.
+    same synthetic store, alternated, ``repeats`` times each: the engine on one warm local
+    cluster, or with ``whole_process`` ``cca-scale compare`` processes.
 
-    Reports the minimum over the repeats of the whole process and of the pair phase (first tile
-    started to last tile finished, from the output's timings), and their ratios (many / one).
+    Reports the minimum over the repeats of the whole comparison and of the pair phase (first
+    tile started to last tile finished, from the output's timings), and their ratios.
     """
     from cca_scale.engine.results import load_distances
     from cca_scale.runtime import local_worker_count
@@ -183,19 +221,18 @@ def bench_metrics(metrics: list[str], *, n_networks: int = 32, n_datapoints: int
                               n_neurons=n_neurons, seed=seed)
         runs = {"one": metrics[:1], "many": list(metrics)}
         best = {k: [float("inf"), float("inf")] for k in runs}
-        for _ in range(repeats):
-            for key, names in runs.items():
-                out = root / f"{key}.zarr"
-                cmd = [sys.executable, "-m", "cca_scale.cli.main", "compare", str(store_path),
-                       "--layer", "hidden", "--out", str(out), "--quiet", "--overwrite",
-                       "--metric", ",".join(names), "--workers", str(workers), "--dtype",
-                       dtype] + (["--gpu"] if gpu else []) + (["--tile", str(tile)] if tile
-                                                              else [])
-                t = time.perf_counter()
-                subprocess.run(cmd, check=True, capture_output=True, text=True)
-                elapsed = time.perf_counter() - t
-                phase = load_distances(out).metadata["timings"]["pair_phase_seconds"]
-                best[key] = [min(best[key][0], elapsed), min(best[key][1], phase)]
+        client = _bench_client(workers, gpu, whole_process)
+        try:
+            for _ in range(repeats):
+                for key, names in runs.items():
+                    out = root / f"{key}.zarr"
+                    elapsed = _timed_compare(store_path, out, metrics=names, workers=workers,
+                                             dtype=dtype, gpu=gpu, tile=tile, client=client)
+                    phase = load_distances(out).metadata["timings"]["pair_phase_seconds"]
+                    best[key] = [min(best[key][0], elapsed), min(best[key][1], phase)]
+        finally:
+            if client is not None:
+                client.close()
         return {
             "shape": f"N={n_networks} networks x {n_datapoints} datapoints x {n_neurons} "
                      f"neurons, {dtype}, {workers} worker(s){' on GPU' if gpu else ''}, "

@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
                         "store (processes alternated, min of --repeats)")
     p.add_argument("--repeats", type=positive_int, default=3,
                    help="runs of each side for --compare-single (the minimum is shown)")
+    p.add_argument("--whole-process", action="store_true",
+                   help="time whole 'cca-scale compare' processes (imports, cluster start and "
+                        "teardown included) instead of the engine on a warm local cluster")
     p.add_argument("--workdir", help="where the synthetic store goes (default: a temp dir)")
     p.set_defaults(run=run)
 
@@ -67,11 +70,12 @@ def run(args) -> int:
               bench_metrics(metrics, n_networks=args.networks, n_datapoints=args.datapoints,
                             n_neurons=args.neurons, workers=args.workers, tile=args.tile,
                             dtype=args.dtype, gpu=args.gpu, repeats=args.repeats,
-                            workdir=args.workdir))
+                            workdir=args.workdir, whole_process=args.whole_process))
         return 0
-    _show("engine: cca-scale compare, whole process",
+    timed = "whole process" if args.whole_process else "in process, warm cluster"
+    _show(f"engine: one comparison ({timed})",
           bench_engine(n_networks=args.networks, n_datapoints=args.datapoints,
                        n_neurons=args.neurons, workers=args.workers, tile=args.tile,
                        dtype=args.dtype, gpu=args.gpu, naive_pairs=args.naive_pairs,
-                       workdir=args.workdir))
+                       workdir=args.workdir, whole_process=args.whole_process))
     return 0
