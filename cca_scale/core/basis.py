@@ -23,7 +23,15 @@ from cca_scale.core.validation import (
 )
 from cca_scale.errors import ActivationError
 
-__all__ = ["Basis", "BasisAccumulator", "prepare", "default_rtol"]
+__all__ = ["Basis", "BasisAccumulator", "GramAccumulator", "GRAM_MAX_CONDITION", "default_rtol",
+           "factor_chunks", "prepare"]
+
+#: The largest ``lambda_max / lambda_min`` of a layer's centred Gram matrix (its condition number
+#: squared) that :class:`GramAccumulator` factors itself. Above it (collinear or dead units,
+#: badly scaled layers) the eigenvalues of the Gram matrix no longer resolve the small directions
+#: and :func:`factor_chunks` falls back to the rank-revealing TSQR. At this bound the orthonormal
+#: coordinates built from the Gram path are orthonormal to about ``1e6 * eps = 2e-10`` (float64).
+GRAM_MAX_CONDITION = 1e6
 
 
 def default_rtol(n_datapoints: int, n_neurons: int, dtype: Any) -> float:
@@ -222,3 +230,78 @@ class BasisAccumulator:
         _, s, vt = xp.linalg.svd(self.r, full_matrices=False)
         _, s, vt = _truncate(None, s, vt, rtol, self.who)
         return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=rtol)
+
+
+class GramAccumulator:
+    """The fast half of :func:`factor_chunks`: a layer's centred Gram matrix, streamed.
+
+    Each chunk adds its own centred Gram ``(X_b - mean_b)^T (X_b - mean_b)`` (a SYRK, about half
+    the flops of a QR and several times faster) and the exact between-chunk correction
+    ``n_a n_b / (n_a + n_b) (mean_a - mean_b)(mean_a - mean_b)^T``, so no cancellation against a
+    large mean occurs. Memory O(n_neurons^2).
+    """
+
+    def __init__(self, *, rtol: float | None = None, who: str = "layer"):
+        self.rtol = rtol
+        self.who = who
+        self.n = 0
+        self.mean = None
+        self.m2 = None
+
+    def update(self, chunk) -> None:
+        """Add a float64 chunk of shape (n_chunk, n_neurons)."""
+        xp = array_namespace(chunk)
+        b = int(chunk.shape[0])
+        if b == 0:
+            return
+        mu_b = xp.mean(chunk, axis=0)
+        centred = chunk - mu_b[None, :]
+        g_b = centred.T @ centred
+        if self.n == 0:
+            self.n, self.mean, self.m2 = b, mu_b, g_b
+            return
+        n = self.n + b
+        delta = mu_b - self.mean
+        self.m2 = self.m2 + g_b + (self.n * b / n) * (delta[:, None] * delta[None, :])
+        self.mean = self.mean + (b / n) * delta
+        self.n = n
+
+    def finalize(self) -> Basis | None:
+        """The basis (``q=None``), or None where the Gram matrix is too ill-conditioned to
+        resolve every direction (condition number squared above :data:`GRAM_MAX_CONDITION`)."""
+        if self.n < 2:
+            raise ActivationError(f"{self.who}: need at least 2 datapoints, got {self.n}.")
+        xp = array_namespace(self.m2)
+        lam, v = xp.linalg.eigh((self.m2 + self.m2.T) / 2)
+        lam_max = float(to_host(lam[-1]))
+        if not lam_max > 0 or float(to_host(lam[0])) * GRAM_MAX_CONDITION < lam_max:
+            return None
+        d = int(self.m2.shape[0])
+        s = xp.sqrt(xp.flip(lam, axis=0))
+        vt = xp.flip(v, axis=1).T
+        rtol = default_rtol(self.n, d, np.float64) if self.rtol is None else float(self.rtol)
+        _, s, vt = _truncate(None, s, vt, rtol, self.who)
+        return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=rtol)
+
+
+def factor_chunks(chunks, *, rtol: float | None = None, who: str = "layer") -> Basis:
+    """One layer's :class:`Basis` (float64, ``q=None``) from its datapoint chunks.
+
+    ``chunks()`` returns a fresh iterable of float64 arrays of shape (n_chunk, n_neurons), in the
+    array module the basis should live in. Well-conditioned layers are factored from their centred
+    Gram matrix (:class:`GramAccumulator`, one pass, GEMM speed); layers whose Gram matrix cannot
+    resolve every direction (dead or collinear units, condition number above
+    ``sqrt(GRAM_MAX_CONDITION)``) take a second pass through the rank-revealing streamed TSQR
+    (:class:`BasisAccumulator`), exactly as before the Gram path existed. Deterministic: the
+    same chunks give the same bits.
+    """
+    gram = GramAccumulator(rtol=rtol, who=who)
+    for chunk in chunks():
+        gram.update(chunk)
+    basis = gram.finalize()
+    if basis is not None:
+        return basis
+    acc = BasisAccumulator(dtype="float64", rtol=rtol, who=who)
+    for chunk in chunks():
+        acc.update(chunk)
+    return acc.finalize()

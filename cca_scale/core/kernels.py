@@ -2,10 +2,10 @@
 
 Everything here works on (rank x rank) matrices; the only datapoint-sized work of a pair is the GEMM
 that forms the cross product, done by the caller (:func:`~cca_scale.core.pairs.compare` for one
-pair, the engine's tiles for many at once). Each metric of the registry
-(:mod:`cca_scale.core.registry`) names its kernel here, with the signature
-``kernel(cross, a, b, *, <its options>, both) -> PairResult``, and optionally a per-layer step run
-once per layer before it (``prepare_basis``, ``side``).
+pair, the engine's tiles for many at once). The metrics' kernels, batched over pairs, are in
+:mod:`cca_scale.core.batched`; here are their shared pieces: the results, the ill-posedness rule,
+the per-layer steps run once per layer (``prepare_basis``, ``side``) and the svcca variant's
+stable computation of the original implementation's PWCCA.
 """
 
 from __future__ import annotations
@@ -22,19 +22,12 @@ __all__ = [
     "DEFAULT_EPSILON",
     "PairResult",
     "SvccaSide",
-    "cka_kernel",
-    "cosine_kernel",
-    "euclidean_kernel",
     "ill_posed",
     "ill_posed_message",
-    "mean_cca_kernel",
     "projection_weights",
-    "pwcca_kernel",
-    "procrustes_kernel",
     "pwcca_side",
     "stable_pwcca_similarity",
     "svcca_basis",
-    "svcca_kernel",
     "svcca_rank",
 ]
 
@@ -236,12 +229,6 @@ def projection_weights(projections):
     return alpha / xp.sum(alpha)
 
 
-def _weighted_mean(projections, rho) -> float:
-    """``sum_i alpha_i rho_i`` with the :func:`projection_weights` of ``projections``."""
-    xp = array_namespace(projections)
-    return float(xp.sum(projection_weights(projections) * rho))
-
-
 # -- per-layer steps, run once per layer before the pair kernel ----------------------------------
 
 def svcca_basis(basis: Basis, *, keep) -> Basis:
@@ -258,106 +245,3 @@ def svcca_basis(basis: Basis, *, keep) -> Basis:
 def pwcca_side(basis: Basis, *, variant: str, epsilon: float) -> "SvccaSide | None":
     """PWCCA's per-layer factors: a :class:`SvccaSide` for the svcca variant, else None."""
     return SvccaSide.of(basis, epsilon) if variant == "svcca" else None
-
-
-# -- pair kernels: (cross, a, b, *, options, both) -> PairResult, on prepared bases --------------
-
-def pwcca_kernel(cross, a: Basis, b: Basis, *, variant: str = "paper",
-                 epsilon: float = DEFAULT_EPSILON, sides=None, both: bool = True) -> PairResult:
-    """PWCCA in both directions: the paper's (one SVD) or the original implementation's.
-
-    ``sides``: the two layers' :func:`pwcca_side` (computed here when not given); ``both=False``
-    leaves ``backward`` NaN.
-    """
-    n = a.n_datapoints
-    if variant == "paper":
-        xp = array_namespace(cross)
-        u, rho, vt = xp.linalg.svd(cross, full_matrices=False)
-        rho = xp.clip(rho, 0.0, 1.0)
-        forward = 1.0 - _weighted_mean(u.T @ a.r, rho)
-        backward = 1.0 - _weighted_mean(vt @ b.r, rho) if both else float("nan")
-        return PairResult(forward, backward, a.rank, b.rank, float(rho[0]), float(rho[-1]),
-                          ill_posed(a.rank, b.rank, n))
-    side_a, side_b = sides if sides is not None else (SvccaSide.of(a, epsilon),
-                                                       SvccaSide.of(b, epsilon))
-    sim_ab, nx, ny, rho = stable_pwcca_similarity(side_a, side_b, cross)
-    sim_ba = (stable_pwcca_similarity(side_b, side_a, to_host(cross).T)[0]
-              if both else float("nan"))
-    return PairResult(1.0 - sim_ab, 1.0 - sim_ba, nx, ny, float(rho[0]), float(rho[-1]),
-                      ill_posed(a.rank, b.rank, n))
-
-
-def mean_cca_kernel(cross, a: Basis, b: Basis, *, both: bool = True) -> PairResult:
-    """``1 - mean(rho)`` over all canonical correlations."""
-    xp = array_namespace(cross)
-    rho = xp.linalg.svdvals(cross)
-    d = 1.0 - float(xp.mean(xp.clip(rho, 0.0, 1.0)))
-    return PairResult(d, d, a.rank, b.rank, float(rho[0]), float(rho[-1]),
-                      ill_posed(a.rank, b.rank, a.n_datapoints))
-
-
-def svcca_kernel(cross, a: Basis, b: Basis, *, keep, both: bool = True) -> PairResult:
-    """SVCCA on bases already cut to their top directions (:func:`svcca_basis`, where ``keep``
-    applies): the mean CCA of those directions."""
-    return mean_cca_kernel(cross, a, b, both=both)
-
-
-# Linear CKA, cosine and Euclidean distance from the bases and their cross product. With
-# ``X = Q diag(s) vt + 1 mean^T`` (the columns of ``Q`` sum to zero):
-# ``||Xc^T Yc||_F = ||diag(s_a) C diag(s_b)||_F`` and
-# ``tr(X^T Y) = sum((diag(s_a) C diag(s_b)) * (vt_a vt_b^T)) + n mean_a . mean_b``.
-
-def cka_kernel(cross, a: Basis, b: Basis, *, both: bool = True) -> PairResult:
-    """``1 - linear CKA``: ``||Xc^T Yc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)``."""
-    xp = array_namespace(cross)
-    num = xp.sum((a.s[:, None] * cross * b.s[None, :]) ** 2)
-    return _symmetric(1.0 - float(num / (xp.sqrt(xp.sum(a.s**4)) * xp.sqrt(xp.sum(b.s**4)))),
-                      a, b)
-
-
-def cosine_kernel(cross, a: Basis, b: Basis, *, both: bool = True) -> PairResult:
-    """``1 - tr(X^T Y) / (||X||_F ||Y||_F)`` on the uncentred activations."""
-    xp = array_namespace(cross)
-    n = a.n_datapoints
-    xy = _centred_inner(cross, a, b) + n * xp.sum(a.mean * b.mean)
-    xx = xp.sum(a.s**2) + n * xp.sum(a.mean**2)
-    yy = xp.sum(b.s**2) + n * xp.sum(b.mean**2)
-    return _symmetric(1.0 - float(xy / xp.sqrt(xx * yy)), a, b)
-
-
-def euclidean_kernel(cross, a: Basis, b: Basis, *, both: bool = True) -> PairResult:
-    """``sqrt(||X - Y||_F^2 / n_datapoints)``.
-
-    ``||X - Y||^2 = ||Xc - Yc||^2 + n ||mean_x - mean_y||^2``, the mean part as an exact difference.
-    The centred part cancels for nearly equal layers: absolute error ~ sqrt(eps) * ||Xc||.
-    """
-    xp = array_namespace(cross)
-    n = a.n_datapoints
-    sq = xp.sum(a.s**2) + xp.sum(b.s**2) - 2 * _centred_inner(cross, a, b)
-    d = float(xp.sqrt((xp.clip(sq, 0.0, None) + n * xp.sum((a.mean - b.mean) ** 2)) / n))
-    return _symmetric(d, a, b)
-
-
-def procrustes_kernel(cross, a: Basis, b: Basis, *, both: bool = True) -> PairResult:
-    """Angular Procrustes distance (Williams et al. 2021): ``arccos(||Xc^T Yc||_* / (||Xc||_F
-    ||Yc||_F))``, in [0, pi/2].
-
-    ``||Xc^T Yc||_* = ||diag(s_a) C diag(s_b)||_*`` (the nuclear norm, a sum of singular values) and
-    ``||Xc||_F = ||s_a||``. The ratio is clipped to [0, 1] before the arccos; near 0 the arccos
-    turns a rounding error ``eps`` of the ratio into ``sqrt(2 eps)`` (about 1e-8 in float64).
-    """
-    xp = array_namespace(cross)
-    nuclear = xp.sum(xp.linalg.svdvals(a.s[:, None] * cross * b.s[None, :]))
-    ratio = float(nuclear / (xp.sqrt(xp.sum(a.s**2)) * xp.sqrt(xp.sum(b.s**2))))
-    return _symmetric(float(np.arccos(min(max(ratio, 0.0), 1.0))), a, b)
-
-
-def _centred_inner(cross, a: Basis, b: Basis):
-    """``tr(Xc^T Yc)``."""
-    xp = array_namespace(cross)
-    return xp.sum(a.s[:, None] * cross * b.s[None, :] * (a.vt @ b.vt.T))
-
-
-def _symmetric(d: float, a: Basis, b: Basis) -> PairResult:
-    """A symmetric metric without canonical correlations: ``d`` both ways."""
-    return PairResult(d, d, a.rank, b.rank, float("nan"), float("nan"))

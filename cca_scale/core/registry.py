@@ -18,8 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from cca_scale.core import kernels, reference
+from array_api_compat import array_namespace
+
+from cca_scale.core import batched, kernels, reference
 from cca_scale.core.basis import Basis
+from cca_scale.core.batched import BatchResult, Layers
 from cca_scale.core.kernels import DEFAULT_EPSILON, PairResult
 from cca_scale.errors import CcaScaleError
 
@@ -90,9 +93,11 @@ class MetricInfo:
     description : str
         One line, shown by ``--help``.
     kernel : callable
-        ``kernel(cross, a, b, *, <its options>, [sides,] both) -> PairResult``: the pair's
-        distances from the cross product ``a.q.T @ b.q`` of two PREPARED bases (after
-        ``prepare_basis``). ``sides`` is passed to a metric with a ``side`` hook only.
+        ``kernel(cross, a, b, *, <its options>, both) -> BatchResult``
+        (:mod:`cca_scale.core.batched`): the distances of P pairs from their stacked cross
+        products ``a.q.T @ b.q`` (shape (P, rank_a, rank_b)) of PREPARED layers (after
+        ``prepare_basis``), ``a`` and ``b`` stacked as :class:`~cca_scale.core.batched.Layers`
+        (with their ``side`` factors, for a metric that has that hook).
     reference : callable
         ``reference(x, y, *, <its options>) -> float``: ``d(x, y)`` computed literally from the
         activations (NumPy float64, slow, shares no code with the kernel), for tests and benchmarks.
@@ -174,40 +179,48 @@ class MetricInfo:
         """The per-layer factors of a prepared basis (``side``), or None."""
         return None if self.side is None else self.side(basis, **options)
 
+    def batch(self, cross, a: Layers, b: Layers, options: Mapping[str, Any], *,
+              both: bool = True) -> BatchResult:
+        """Run the kernel on P pairs of prepared layers and their stacked cross products."""
+        return self.kernel(cross, a, b, **options, both=both)
+
     def pair(self, cross, a: Basis, b: Basis, options: Mapping[str, Any], *,
              sides: tuple[Any, Any] | None = None, both: bool = True) -> PairResult:
-        """Run the kernel on two prepared bases and their cross product."""
-        extra = {"sides": sides} if self.needs_sides else {}
-        return self.kernel(cross, a, b, **options, **extra, both=both)
+        """Run the kernel on two prepared bases and their cross product: a batch of one."""
+        xp = array_namespace(cross)
+        side_a, side_b = sides if sides is not None and self.needs_sides else (None, None)
+        la = Layers.of([a], xp, None if side_a is None else [side_a])
+        lb = Layers.of([b], xp, None if side_b is None else [side_b])
+        return self.batch(cross[None, :, :], la, lb, options, both=both).pair(0)
 
 
 _ENTRIES = (
     MetricInfo(
         "pwcca", "projection-weighted CCA (Morcos et al. 2018), directional (the row's "
-        "weights)", kernels.pwcca_kernel, reference.reference_pwcca,
+        "weights)", batched.pwcca_batch, reference.reference_pwcca,
         directional=True, cca_family=True, takes_variant=True, takes_epsilon=True,
         side=kernels.pwcca_side),
     MetricInfo(
-        "mean_cca", "1 - the mean of all canonical correlations", kernels.mean_cca_kernel,
+        "mean_cca", "1 - the mean of all canonical correlations", batched.mean_cca_batch,
         reference.reference_mean_cca, cca_family=True),
     MetricInfo(
         "svcca", "SVCCA (Raghu et al. 2017): mean CCA of each layer's top SVD directions "
-        "(keep)", kernels.svcca_kernel, reference.reference_svcca, cca_family=True,
+        "(keep)", batched.svcca_batch, reference.reference_svcca, cca_family=True,
         takes_keep=True, prepare_basis=kernels.svcca_basis),
     MetricInfo(
-        "cka", "1 - linear CKA (Kornblith et al. 2019)", kernels.cka_kernel,
+        "cka", "1 - linear CKA (Kornblith et al. 2019)", batched.cka_batch,
         reference.reference_cka),
     MetricInfo(
         "procrustes", "angular Procrustes shape metric (Williams et al. 2021), a true metric, "
-        "in radians in [0, pi/2]", kernels.procrustes_kernel, reference.reference_procrustes,
+        "in radians in [0, pi/2]", batched.procrustes_batch, reference.reference_procrustes,
         bounded=False),
     MetricInfo(
         "cosine", "1 - cosine of the activation matrices, neuron by neuron (the paper's "
-        "baseline, equal widths, in [0, 2])", kernels.cosine_kernel, reference.reference_cosine,
+        "baseline, equal widths, in [0, 2])", batched.cosine_batch, reference.reference_cosine,
         bounded=False, aligned=True),
     MetricInfo(
         "euclidean", "root-mean-square distance between datapoints' activations (the paper's "
-        "baseline, equal widths, in the layer's units)", kernels.euclidean_kernel,
+        "baseline, equal widths, in the layer's units)", batched.euclidean_batch,
         reference.reference_euclidean, bounded=False, aligned=True),
 )
 

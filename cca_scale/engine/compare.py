@@ -28,7 +28,7 @@ from cca_scale.engine.selection import (
     open_store,
     resolve_request,
 )
-from cca_scale.engine.tasks import TileSpec, TileSummary, prepare_task, tile_task
+from cca_scale.engine.tasks import TileSpec, TileSummary, coords_task, prepare_task, tile_task
 from cca_scale.engine.tiles import block_rows, choose_tile, iter_tiles
 from cca_scale.errors import CcaScaleError, StoreError
 from cca_scale.matrix import DistanceMatrix
@@ -41,6 +41,12 @@ logger = logging.getLogger(__name__)
 
 #: Bases before any tile: a tile can only start once all of its networks are prepared.
 PREPARE_PRIORITY = 1 << 40
+#: Each network's orthonormal coordinates are computed once and held in the workers' memory
+#: (one read of the activations per run) when all of them take at most this share of the
+#: cluster's memory; otherwise every tile reads and projects its networks itself.
+HOLD_MEMORY_FRACTION = 0.25
+#: The cluster memory assumed when the workers report no limit.
+FALLBACK_CLUSTER_MEMORY = 4 << 30
 
 
 def _versions(backend: str) -> dict:
@@ -163,12 +169,29 @@ def submit(
         raise
 
 
+def _cluster_memory(client) -> int:
+    """The workers' memory limits added up (:data:`FALLBACK_CLUSTER_MEMORY` where unknown)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    return sum(limits) if limits and all(limits) else FALLBACK_CLUSTER_MEMORY
+
+
+def hold_coordinates(readers, *, dtype: str, memory: int) -> bool:
+    """Whether the networks' orthonormal coordinates (``n_datapoints x n_neurons`` values each,
+    at most, in ``dtype``) fit in :data:`HOLD_MEMORY_FRACTION` of ``memory`` bytes."""
+    itemsize = np.dtype(dtype).itemsize
+    need = sum(int(r.shape[0]) * int(r.shape[-1]) * itemsize for r in readers)
+    return need <= HOLD_MEMORY_FRACTION * memory
+
+
 def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, backend: str,
                   chunk_rows: int) -> None:
-    """Submit one task per tile not done yet, each depending on the bases of all its networks.
+    """Submit one task per tile not done yet, each depending on what it needs of all its
+    networks: their held coordinates (``coords_task``, each network read once) when they fit in
+    the cluster's memory, else their bases (``prepare_task``; the tile reads the activations).
 
     Tiles already done can be any subset (earlier runs, extension, damaged chunks found by
-    :meth:`ComparisonOutput.done_mask`): every basis a remaining tile needs, on either axis, is
+    :meth:`ComparisonOutput.done_mask`): every network a remaining tile needs, on either axis, is
     submitted, once per distinct input.
     """
     from dask.base import tokenize
@@ -179,17 +202,23 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
     layout = tuple((m, handle.out.prefix(m)) for m in req.metrics)
     tiles = [t for t in iter_tiles(len(res.rows), len(res.cols), handle.tile, square=res.square)
              if not mask[t.bi, t.bj]]
+    needed = {id(r): r for t in tiles for r in (res.row_readers[t.r0:t.r1]
+                                                + res.col_readers[t.c0:t.c1])}
+    hold = hold_coordinates(needed.values(), dtype=req.dtype,
+                            memory=_cluster_memory(client))
     prepared: dict[str, Any] = {}
 
-    def basis_future(reader):
+    def network_future(reader):
         token = tokenize(handle.out.meta.get("store"), reader.network, reader.layer, reader.step,
                          getattr(reader, "timestep", None), reader.write_id, req.dtype, backend,
-                         req.rtol)
+                         req.rtol, chunk_rows if hold else None)
         if token not in prepared:
             handle.prepare_bytes += int(np.prod(reader.shape)) * reader.dtype.itemsize
+            task, kind = (coords_task, "coords") if hold else (prepare_task, "prepare")
+            extra = {"block_rows": chunk_rows} if hold else {}
             prepared[token] = client.submit(
-                prepare_task, reader, dtype=req.dtype, backend=backend, rtol=req.rtol,
-                key=f"cca-prepare-{token}", resources=resources, retries=3,
+                task, reader, dtype=req.dtype, backend=backend, rtol=req.rtol, **extra,
+                key=f"cca-{kind}-{token}", resources=resources, retries=3,
                 priority=PREPARE_PRIORITY)
         return prepared[token]
 
@@ -202,12 +231,13 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
             metrics=layout, variant=req.variant, keep=req.keep, epsilon=req.epsilon,
             dtype=req.dtype, backend=backend, chunk_rows=chunk_rows)
         handle.futures.append(client.submit(
-            tile_task, spec, [basis_future(r) for r in spec.row_readers],
-            [basis_future(r) for r in spec.col_readers],
+            tile_task, spec, [network_future(r) for r in spec.row_readers],
+            [network_future(r) for r in spec.col_readers],
             key=f"cca-tile-{run}-{t.bi}-{t.bj}", resources=resources, retries=3, pure=False,
             priority=t.n_pairs))  # largest tiles first; the half-size diagonal ones fill in
         handle.pairs_total += t.n_pairs
-    # The handle holds the tile futures; the bases stay alive only as their dependencies.
+    # The handle holds the tile futures; the networks' results stay alive only as their
+    # dependencies, released as soon as the last tile needing them is done.
     prepared.clear()
 
 

@@ -1,5 +1,12 @@
 """Functions that run on Dask workers. They return small NumPy results, never CuPy arrays
 (CuPy between workers over TCP needs numba), and write their own output chunks.
+
+Each network is factored once (``prepare_task``: a :class:`Basis`, O(n_neurons^2) numbers) and,
+when the cluster can hold them, also projected once (``coords_task``: its orthonormal
+coordinates, one read of its activations in the whole run). Tile tasks then stack the
+coordinates of their networks chunk by chunk and form all their cross products as one GEMM per
+chunk; without held coordinates they read and project the activations themselves. Both ways
+compute the same numbers bit for bit: the same chunks, the same projection, the same GEMMs.
 """
 
 from __future__ import annotations
@@ -10,27 +17,69 @@ from typing import Any
 
 import numpy as np
 
-from cca_scale.core.backend import array_module, synchronize
-from cca_scale.core.basis import Basis, BasisAccumulator
+from cca_scale.core.backend import array_module, synchronize, to_host
+from cca_scale.core.basis import Basis, factor_chunks
 from cca_scale.core.registry import get_metric
 from cca_scale.core.validation import describe
 from cca_scale.engine.output import read_tile_arrays, write_tile_arrays
+from cca_scale.engine.tile_pairs import tile_pairs
 from cca_scale.engine.tiles import Tile
 
-__all__ = ["prepare_task", "tile_task", "TileSpec", "TileSummary"]
+__all__ = ["Coordinates", "coords_task", "prepare_task", "tile_task", "TileSpec", "TileSummary"]
 
-def prepare_task(reader, *, dtype: str, backend: str, rtol: float | None = None) -> Basis:
+
+def _factor(xp, chunks, *, rtol: float | None, who: str) -> Basis:
+    """:func:`factor_chunks` over host chunks moved to ``xp`` in float64; a NumPy basis."""
+    return factor_chunks(lambda: (xp.asarray(c, dtype=xp.float64) for c in chunks()),
+                         rtol=rtol, who=who).to(np)
+
+
+def prepare_task(reader, *, dtype: str = "float64", backend: str = "numpy",
+                 rtol: float | None = None) -> Basis:
     """Factor one network's layer by streaming over its datapoint chunks (memory ~ chunk + d^2).
 
-    Returns a NumPy :class:`Basis` without ``q``: O(n_neurons^2) numbers, cheap to move, and a task
-    result, so the scheduler recomputes it if the worker holding it dies.
+    Returns a NumPy float64 :class:`Basis` without ``q`` (whatever the working ``dtype``: only
+    the cross products run in it): O(n_neurons^2) numbers, cheap to move, and a task result, so
+    the scheduler recomputes it if the worker holding it dies.
     """
-    xp = array_module(backend)
     who = describe("x", network=reader.network, layer=reader.layer)
-    acc = BasisAccumulator(dtype=dtype, rtol=rtol, who=who)
-    for chunk in reader.iter_chunks():
-        acc.update(xp.asarray(chunk))
-    return acc.finalize().to(np)
+    return _factor(array_module(backend), reader.iter_chunks, rtol=rtol, who=who)
+
+
+@dataclass(frozen=True, eq=False)
+class Coordinates:
+    """One network's layer, factored and projected once.
+
+    ``basis``: NumPy float64, ``q=None``. ``qt``: NumPy array of shape (rank, n_datapoints) in
+    the working dtype, the orthonormal coordinates ``((X - mean) @ whitener).T`` (projected in
+    float64, then rounded). ``bytes_read``: activation bytes read to make it.
+    """
+
+    basis: Basis
+    qt: np.ndarray
+    bytes_read: int
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.qt.nbytes)
+
+
+def coords_task(reader, *, dtype: str, backend: str, rtol: float | None = None,
+                block_rows: int) -> Coordinates:
+    """Read one network's layer once, factor it (as :func:`prepare_task`, the same chunks) and
+    project it in blocks of ``block_rows`` datapoints (as the tile tasks would)."""
+    xp = array_module(backend)
+    raw = reader.read()
+    n, rows = raw.shape[0], reader.chunk_rows
+    who = describe("x", network=reader.network, layer=reader.layer)
+    basis = _factor(xp, lambda: (raw[s:s + rows] for s in range(0, n, rows)), rtol=rtol,
+                    who=who)
+    mean, whitener_t = _orthonormal_map(xp, basis.to(xp))
+    qt = xp.empty((basis.rank, n), dtype=np.dtype(dtype))
+    for start in range(0, n, block_rows):
+        stop = min(n, start + block_rows)
+        _project(xp, mean, whitener_t, raw[start:stop], qt[:, start:stop])
+    return Coordinates(basis=basis, qt=to_host(qt), bytes_read=int(raw.nbytes))
 
 
 @dataclass(frozen=True)
@@ -71,17 +120,20 @@ class TileSummary:
     bytes_read: int = 0  # activation bytes read from the store (decoded)
 
 
-def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) -> TileSummary:
+def tile_task(spec: TileSpec, row_inputs: list, col_inputs: list) -> TileSummary:
     """Compute and write one tile: all its pairs, for every metric of ``spec.metrics``, from one
     stacked cross product.
 
-    Streams the datapoints in chunks of ``spec.chunk_rows``: each network's chunk is mapped to its
-    orthonormal coordinates ``(X - mean) @ whitener`` into a stacked buffer, and the tile's cross
-    products accumulate as one GEMM ``[Q_rows]^T [Q_cols]`` per chunk (a SYRK on diagonal tiles).
-    Then each pair is a small kernel per metric on its block. The bases are the full ones
-    whatever the metrics: a metric with a per-layer truncation (SVCCA's top directions) reads the
-    leading sub-block of the pair's block (the basis columns are in descending order of singular
-    value), so every metric's numbers are the same whichever other metrics share the run.
+    ``row_inputs``/``col_inputs``: per network, its :class:`Coordinates` (held, projected once)
+    or its :class:`Basis` (then its activations are read and projected here, chunk by chunk).
+    Streams the datapoints in blocks of ``spec.chunk_rows``: each network's block of orthonormal
+    coordinates goes into a stacked buffer, and the tile's cross products accumulate in float64
+    as one GEMM ``[Q_rows]^T [Q_cols]`` per block in the working dtype (a SYRK on diagonal tiles).
+    Then every metric's kernels run batched over the pairs (:mod:`cca_scale.engine.tile_pairs`).
+    The bases are the full ones whatever the metrics: a metric with a per-layer truncation
+    (SVCCA's top directions) reads the leading sub-block of the pair's block (the basis columns
+    are in descending order of singular value), so every metric's numbers are the same whichever
+    other metrics share the run.
 
     The whole tile is always computed the same way, whatever an earlier run left in it, so a
     rerun gives bit-identical numbers; for each metric, only the pairs still missing (NaN
@@ -93,8 +145,6 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
     wall_start = time.time()
     t = time.perf_counter()
     tile = spec.tile
-    xp = array_module(spec.backend)
-    dtype = np.dtype(spec.dtype)
     work = []  # (metric, prefix, block, mirror, todo)
     for metric, prefix in spec.metrics:
         block, mirror = read_tile_arrays(spec.out_path, tile, prefix)
@@ -113,73 +163,31 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
     ill: dict[str, int] = {}
     nbytes = [0]
     if work:
+        xp = array_module(spec.backend)
         same = tile.diagonal
-
-        def on_device(bases):
-            return [Basis(q=None, s=b.s.astype(dtype), vt=b.vt.astype(dtype),
-                          mean=b.mean.astype(dtype), n_datapoints=b.n_datapoints,
-                          rtol=b.rtol).to(xp) for b in bases]
-
-        r_bases = on_device(row_bases)
-        c_bases = r_bases if same else on_device(col_bases)
-        r_readers = list(spec.row_readers)
-        c_readers = r_readers if same else list(spec.col_readers)
-        r_off = np.concatenate([[0], np.cumsum([b.rank for b in r_bases])])
-        c_off = r_off if same else np.concatenate([[0], np.cumsum([b.rank for b in c_bases])])
-        maps = [_orthonormal_map(xp, b) for b in r_bases]
-        c_maps = maps if same else [_orthonormal_map(xp, b) for b in c_bases]
-        n = r_bases[0].n_datapoints
-        block_rows = min(spec.chunk_rows, n)
-        # Stacked coordinates, transposed: each network's block is a contiguous row range, and the
-        # buffers are allocated once per tile (first-touch page faults cost more than the GEMM).
-        qt_r = xp.empty((int(r_off[-1]), block_rows), dtype=dtype)
-        qt_c = qt_r if same else xp.empty((int(c_off[-1]), block_rows), dtype=dtype)
-        cross = xp.zeros((int(r_off[-1]), int(c_off[-1])), dtype=dtype)
-        for start in range(0, n, block_rows):
-            stop = min(n, start + block_rows)
-            rows_r = _stack(xp, dtype, r_readers, maps, r_off, start, stop, qt_r, timings, nbytes)
-            rows_c = rows_r if same else _stack(xp, dtype, c_readers, c_maps, c_off, start, stop,
-                                                qt_c, timings, nbytes)
-            t = time.perf_counter()
-            cross += rows_r @ rows_c.T  # a SYRK when both sides are the same buffer
-            synchronize(xp)
-            timings["gemm"] += time.perf_counter() - t
+        rows = [_Source(x, r, xp) for x, r in zip(row_inputs, spec.row_readers)]
+        cols = rows if same else [_Source(x, r, xp) for x, r in zip(col_inputs, spec.col_readers)]
+        cross, r_off, c_off = _cross_products(xp, spec, rows, cols, same, timings, nbytes)
 
         t = time.perf_counter()
         both = tile.mirrored
         used = np.zeros_like(work[0][4])
+        r_host, c_host = [s.host for s in rows], [s.host for s in cols]
+        r_dev, c_dev = [s.dev for s in rows], [s.dev for s in cols]
         for metric, prefix, block, mirror, todo in work:
             info = get_metric(metric)
             options = info.kernel_options(variant=spec.variant, keep=spec.keep,
                                           epsilon=spec.epsilon)
-            prep_r = _prepared(info, options, row_bases, r_bases, dtype, xp)
-            prep_c = prep_r if same else _prepared(info, options, col_bases, c_bases, dtype, xp)
-            sides_r = [info.side_of(b, options) for b in prep_r]  # once per layer
-            sides_c = sides_r if same else [info.side_of(b, options) for b in prep_c]
-            count = flagged = 0
-            for i, j in zip(*np.nonzero(todo)):
-                ka, kb = prep_r[i].rank, prep_c[j].rank  # the leading block (a truncation)
-                c_ij = cross[r_off[i]:r_off[i] + ka, c_off[j]:c_off[j] + kb]
-                res = info.pair(c_ij, prep_r[i], prep_c[j], options,
-                                sides=(sides_r[i], sides_c[j]), both=both)
-                self_pair = tile.diagonal and i == j  # d = 0 by definition, not by CCA
-                flag = res.ill_posed and not self_pair
-                _put(block, i, j, 0.0 if self_pair else res.forward, res.rank_a, res.rank_b,
-                     res.rho_max, res.rho_min, flag)
-                if both:
-                    _put(block if tile.diagonal else mirror, j, i,
-                         0.0 if self_pair else res.backward, res.rank_b, res.rank_a,
-                         res.rho_max, res.rho_min, flag)
-                if not self_pair:
-                    count += 2 if both else 1
-                    flagged += (2 if both else 1) * bool(flag)
-            by_metric[metric] = count
-            ill[metric] = flagged
+            i, j, res = tile_pairs(xp, cross, info, options, row_host=r_host,
+                                   col_host=c_host, row_dev=r_dev,
+                                   col_dev=r_dev if same else c_dev, row_offsets=r_off,
+                                   col_offsets=c_off, todo=todo, both=both)
+            by_metric[metric], ill[metric] = _put(block, mirror, tile, i, j, res)
             used |= todo
         for i, j in zip(*np.nonzero(used)):
             if not (tile.diagonal and i == j):
                 pairs += 2 if both else 1
-                gemm_flops += 2.0 * n * r_bases[i].rank * c_bases[j].rank
+                gemm_flops += 2.0 * rows[0].n * rows[i].rank * cols[j].rank
         timings["pairs"] += time.perf_counter() - t
 
     t = time.perf_counter()
@@ -190,52 +198,101 @@ def tile_task(spec: TileSpec, row_bases: list[Basis], col_bases: list[Basis]) ->
                        pairs_by_metric=by_metric, ill_posed=ill, bytes_read=nbytes[0])
 
 
-def _prepared(info, options, bases64: list[Basis], bases: list[Basis], dtype, xp) -> list[Basis]:
-    """The metric's per-layer step (``prepare_basis``, decided in the bases' own float64
-    precision), as a truncation of the working-precision bases already on the device."""
-    if info.prepare_basis is None:
-        return bases
-    out = []
-    for b64, b in zip(bases64, bases):
-        k = info.prepare(b64, options).rank
-        out.append(b if k == b.rank else Basis(q=None, s=b.s[:k], vt=b.vt[:k], mean=b.mean,
-                                               n_datapoints=b.n_datapoints, rtol=b.rtol))
-    return out
+class _Source:
+    """One network of a tile: its float64 bases (host and device) and where its coordinates
+    come from (held :class:`Coordinates`, or its reader and a projection)."""
+
+    def __init__(self, given, reader, xp):
+        held = isinstance(given, Coordinates)
+        self.host = given.basis if held else given
+        self.dev = self.host.to(xp)
+        self.qt = given.qt if held else None
+        self.reader = reader
+        self.map = None if held else _orthonormal_map(xp, self.dev)
+        self.rank = self.host.rank
+        self.n = self.host.n_datapoints
+
+    def fill(self, xp, start: int, stop: int, target, timings, nbytes) -> None:
+        """Write the coordinates of datapoints ``[start, stop)`` into ``target`` (rank, width)."""
+        t = time.perf_counter()
+        if self.qt is not None:
+            target[...] = xp.asarray(self.qt[:, start:stop])
+            timings["io"] += time.perf_counter() - t
+            return
+        raw = self.reader.read(start, stop)
+        nbytes[0] += int(raw.nbytes)
+        timings["io"] += time.perf_counter() - t
+        t = time.perf_counter()
+        _project(xp, *self.map, raw, target)
+        timings["project"] += time.perf_counter() - t
 
 
-def _put(block: dict, i: int, j: int, distance: float, rank_row: int, rank_col: int,
-         rho_max: float, rho_min: float, ill_posed: bool) -> None:
-    block["distance"][i, j] = distance
-    block["ill_posed"][i, j] = ill_posed
-    block["rank_row"][i, j] = rank_row
-    block["rank_col"][i, j] = rank_col
-    block["rho_max"][i, j] = rho_max
-    block["rho_min"][i, j] = rho_min
+def _cross_products(xp, spec: TileSpec, rows: list, cols: list, same: bool, timings, nbytes):
+    """``[Q_rows]^T [Q_cols]`` in float64, accumulated over blocks of ``spec.chunk_rows``
+    datapoints, each block's product in the working dtype; and the networks' row/column
+    offsets in it."""
+    dtype = np.dtype(spec.dtype)
+    r_off = np.concatenate([[0], np.cumsum([s.rank for s in rows])]).astype(np.int64)
+    c_off = r_off if same else np.concatenate([[0], np.cumsum([s.rank for s in cols])]).astype(
+        np.int64)
+    n = rows[0].n
+    block_rows = min(spec.chunk_rows, n)
+    # Stacked coordinates, transposed: each network's block is a contiguous row range, and the
+    # buffers are allocated once per tile (first-touch page faults cost more than the GEMM).
+    qt_r = xp.empty((int(r_off[-1]), block_rows), dtype=dtype)
+    qt_c = qt_r if same else xp.empty((int(c_off[-1]), block_rows), dtype=dtype)
+    cross = xp.zeros((int(r_off[-1]), int(c_off[-1])), dtype=np.float64)
+    for start in range(0, n, block_rows):
+        stop = min(n, start + block_rows)
+        blocks = []
+        for sources, offsets, buffer in ((rows, r_off, qt_r), (cols, c_off, qt_c))[:1 if same
+                                                                                  else 2]:
+            out = buffer[:, :stop - start]
+            for k, source in enumerate(sources):
+                source.fill(xp, start, stop, out[offsets[k]:offsets[k + 1]], timings, nbytes)
+            blocks.append(out)
+        rows_r, rows_c = blocks[0], blocks[-1]
+        t = time.perf_counter()
+        cross += rows_r @ rows_c.T  # a SYRK when both sides are the same buffer
+        synchronize(xp)
+        timings["gemm"] += time.perf_counter() - t
+    return cross, r_off, c_off
+
+
+def _put(block: dict, mirror, tile: Tile, i: np.ndarray, j: np.ndarray,
+         res: dict) -> tuple[int, int]:
+    """Write a metric's results for pairs ``(i, j)`` of the tile (and their mirrors); returns
+    (directed pairs computed, of which ill-posed), self-pairs excluded."""
+    self_pair = (i == j) if tile.diagonal else np.zeros(i.shape, dtype=bool)
+    flag = res["ill_posed"].astype(bool) & ~self_pair  # d = 0 by definition, not by CCA
+    entries = [(block, i, j, np.where(self_pair, 0.0, res["forward"]), res["rank_a"],
+                res["rank_b"])]
+    if tile.mirrored:
+        entries.append((block if tile.diagonal else mirror, j, i,
+                        np.where(self_pair, 0.0, res["backward"]), res["rank_b"], res["rank_a"]))
+    for target, a, b, distance, rank_row, rank_col in entries:
+        target["distance"][a, b] = distance
+        target["ill_posed"][a, b] = flag
+        target["rank_row"][a, b] = rank_row
+        target["rank_col"][a, b] = rank_col
+        target["rho_max"][a, b] = res["rho_max"]
+        target["rho_min"][a, b] = res["rho_min"]
+    per = 2 if tile.mirrored else 1
+    others = ~self_pair
+    return int(per * others.sum()), int(per * (flag & others).sum())
 
 
 def _orthonormal_map(xp, basis: Basis):
-    """``(mean, whitener^T)`` with the whitener transposed and C-contiguous, for ``_stack``."""
+    """``(mean, whitener^T)`` in float64, the whitener transposed and C-contiguous."""
     return basis.mean[:, None], xp.ascontiguousarray(basis.whitener.T)
 
 
-def _stack(xp, dtype, readers, maps, offsets, start, stop, buffer, timings, nbytes):
-    """Orthonormal coordinates of datapoints ``[start, stop)`` of each network, transposed and
-    stacked into ``buffer`` (rows ``offsets[k]:offsets[k+1]`` for network ``k``); returns the view
-    of the filled columns, shape (sum of ranks, stop - start).
-    """
-    width = stop - start
-    out = buffer[:, :width]
-    for k, (reader, (mean, whitener_t)) in enumerate(zip(readers, maps)):
-        t = time.perf_counter()
-        raw = reader.read(start, stop)
-        nbytes[0] += int(raw.nbytes)
-        chunk = xp.asarray(raw, dtype=dtype)
-        timings["io"] += time.perf_counter() - t
-        t = time.perf_counter()
-        target = out[offsets[k]:offsets[k + 1]]
-        if width == buffer.shape[1]:
-            xp.matmul(whitener_t, (chunk.T - mean), out=target)
-        else:  # the last, shorter block: not a contiguous view
-            target[...] = whitener_t @ (chunk.T - mean)
-        timings["project"] += time.perf_counter() - t
-    return out
+def _project(xp, mean, whitener_t, raw, target) -> None:
+    """``target[...] = whitener^T (raw^T - mean)``: orthonormal coordinates of a block of
+    datapoints (``raw``: host, shape (width, n_neurons)), computed in float64 and rounded to
+    ``target``'s dtype (shape (rank, width))."""
+    chunk = xp.asarray(raw, dtype=xp.float64)
+    if target.dtype == xp.float64 and target.flags.c_contiguous:
+        xp.matmul(whitener_t, chunk.T - mean, out=target)
+    else:  # a float32 target, or the last, shorter block: not a contiguous view
+        target[...] = whitener_t @ (chunk.T - mean)
