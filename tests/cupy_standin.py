@@ -356,17 +356,12 @@ def _from_host(obj, dtype, copy, order):
         if dtype is not None and np.dtype(dtype) != a.dtype:
             return ndarray._of(a.astype(dtype, order=order))
         return ndarray._of(np.array(a, order=order)) if copy else obj
-    obj = _unwrap_host(obj)
+    if type(obj) in (list, tuple) and builtins.any(isinstance(o, ndarray) for o in obj):
+        # a sequence of device arrays is stacked on the device (as CuPy does); with host
+        # arrays among them it is a mix
+        return ndarray._of(np.array(_unwrap(obj), dtype=dtype, order=order))
     _count_h2d()
     return ndarray._of(np.array(obj, dtype=dtype, order=order, copy=True))
-
-
-def _unwrap_host(obj):
-    """Host data for a host-to-device copy; nested device arrays are not host data."""
-    if type(obj) in (list, tuple) and builtins.any(isinstance(o, ndarray) for o in obj):
-        raise TypeError("cupy.asarray of a sequence mixing host data and device arrays; "
-                        "use cupy.stack")
-    return obj
 
 
 def asarray(a, dtype=None, order=None, *, blocking=False):

@@ -79,10 +79,11 @@ def test_implicit_conversion_to_numpy_is_refused(cp, convert):
     lambda x, h: x + h, lambda x, h: h + x, lambda x, h: x @ h, lambda x, h: np.add(x, h),
     lambda x, h: np.concatenate([x, h]), lambda x, h: np.dot(h, x),
     lambda x, h: __import__("cupy").sum(h), lambda x, h: __import__("cupy").stack([x, h]),
+    lambda x, h: __import__("cupy").asarray([x, h]),
     lambda x, h: __import__("cupy").matmul(x, x, out=h),
     lambda x, h: x.__setitem__(slice(None), h),
 ], ids=["add", "radd", "matmul", "ufunc", "concatenate", "np-function", "cupy-function",
-        "cupy-list", "out=", "setitem"])
+        "cupy-list", "asarray-list", "out=", "setitem"])
 def test_mixing_with_numpy_arrays_is_refused(cp, mix):
     x, h = cp.asarray(np.ones((3, 3))), np.ones((3, 3))
     with pytest.raises(TypeError, match="Unsupported type"):
@@ -99,7 +100,8 @@ def test_numpy_functions_on_device_arrays_stay_on_the_device(cp):
 
 def test_transfers_are_counted_with_their_call_sites(cp):
     x = cp.asarray(np.arange(4.0))
-    cp.asarray(x)  # already on the device: no transfer
+    assert cp.asarray(x) is x  # already on the device: no transfer
+    assert cp.asarray([x, x]).shape == (2, 4)  # stacked on the device: no transfer
     s = cp.sum(x)
     values = [x.get(), cp.asnumpy(x), float(s), int(s), bool(s), s.item(), x.tolist()]
     assert [type(v) for v in values] == [np.ndarray, np.ndarray, float, int, bool, float, list]
@@ -250,7 +252,7 @@ def test_engine_compare_on_device_equals_numpy(cp, store, tmp_path):
     from distributed import Client, LocalCluster
 
     with LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
-                      resources={"GPU": 1}, dashboard_address=None) as cluster, \
+                      resources={"GPU": 1}, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         want = cca_scale.compare(store, layer=LAYER, out=tmp_path / "numpy.zarr", client=client,
                                  backend="numpy", tile=4)
