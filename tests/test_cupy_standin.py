@@ -1,7 +1,9 @@
-"""The CuPy path, proven without a GPU: the core kernels, the tile task and a whole engine
-comparison run through a CuPy stand-in (``tests/cupy_standin.py``: NumPy arrays that refuse implicit
-conversion and mixing with NumPy, and count device-to-host transfers), give the NumPy path's numbers,
-and transfer O(1) per tile rather than O(pairs).
+"""The CuPy path, proven without a GPU.
+
+The core kernels, the tile task and a whole engine comparison run through a CuPy stand-in
+(``tests/cupy_standin.py``: NumPy arrays that refuse implicit conversion and mixing with NumPy, and
+count device-to-host transfers), give the NumPy path's numbers, and transfer O(1) per tile rather
+than O(pairs).
 """
 
 import os
