@@ -33,7 +33,7 @@ def activation_compressors() -> list:
     each network many times and disk is cheap, so read speed decides. Uncompressed float32 reads
     at ~2-4 GB/s here; the checksum costs ~0.1-1 ms per 8 MiB chunk and makes a corrupt chunk of
     the right size fail to decode (DamagedStoreError) instead of reading as numbers. Zstandard
-    (Zarr's default, used before) read 3-7x slower for 1.08x (dense) to 1.8x (ReLU) less disk;
+    (Zarr's default, used before) read 3-9x slower for 1.08x (dense) to 1.8x (ReLU) less disk;
     LZ4, the cheapest per byte saved, still costs ~1 ms of decode per MB saved, against ~0.3 ms
     to read that MB from the page cache. Arrays of older stores keep their codec: Zarr reads it
     from each array's metadata.
