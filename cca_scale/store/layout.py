@@ -23,7 +23,9 @@
             ...
 
 Every activation array is float32 (float64 when the input was float64 or when asked), chunked
-``(chunk_rows, n_neurons)`` along datapoints, unsharded, Zstandard-compressed, and carries
+``(chunk_rows, n_neurons)`` along datapoints, unsharded, uncompressed with a CRC-32C checksum
+per chunk (:func:`cca_scale.store.writer.activation_compressors`; stores written before used
+Zarr's default Zstandard, which Zarr still reads from each array's metadata), and carries
 ``attributes["cca_scale"] = {"kind": "activations", "network": ..., "layer": ..., "step": S or
 null, "timesteps": false, "write_id": "<uuid4 hex>", "written": "<ISO time>"}``. ``write_id`` is
 new every time the array is (re)written. Recurrent layers stored with ``timesteps=True`` are 3-D,
