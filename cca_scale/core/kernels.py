@@ -93,7 +93,9 @@ class SvccaSide:
     ``coords / sqrt((n - 1) * cmax) = u_r @ diag(s) @ wt``, cut at the basis' rank tolerance, so
     ``S_kept = wt.T @ diag(s**2) @ wt`` exactly and its null directions (duplicated or collinear
     neurons) are exact zeros rather than rounding. ``shrink = s / sqrt(s**2 + epsilon)`` is what
-    the original's ridge does to each direction.
+    the original's ridge does to each direction. ``neurons = [coords; sqrt(n) * mean]`` holds the
+    uncentred kept neurons ``Z`` in the coordinates ``[q, 1/sqrt(n)]`` (what the original projects
+    its directions onto), formed here once rather than once per pair and direction.
     """
 
     kept: np.ndarray  # (n_neurons,) bool
@@ -103,6 +105,7 @@ class SvccaSide:
     shrink: np.ndarray  # (rank,)
     mean: np.ndarray  # (n_kept,)
     n_datapoints: int
+    neurons: np.ndarray  # (basis rank + 1, n_kept)
 
     @property
     def n_kept(self) -> int:
@@ -123,9 +126,10 @@ class SvccaSide:
         u_r, s, wt = np.linalg.svd(coords / np.sqrt((n - 1) * cmax), full_matrices=False)
         good = s > basis.rtol * s[0]
         s = s[good]
+        mean = to_host(basis.mean).astype(np.float64)[kept]
         return cls(kept=kept, coords=coords, u_r=u_r[:, good], wt=wt[good],
-                   shrink=s / np.sqrt(s * s + epsilon),
-                   mean=to_host(basis.mean).astype(np.float64)[kept], n_datapoints=n)
+                   shrink=s / np.sqrt(s * s + epsilon), mean=mean, n_datapoints=n,
+                   neurons=np.vstack([coords, np.sqrt(n) * mean[None, :]]))
 
 
 def svcca_rank(s, keep) -> int:
@@ -164,13 +168,48 @@ def stable_pwcca_similarity(x: SvccaSide, y: SvccaSide,
     ``c`` contributes only its added mean (``(Z - mean) @ c = 0``), so after the first one they are
     linearly dependent and get weight 0, as they do in exact arithmetic.
     """
+    core, matrix = _stable_core(x, y, cross)
+    return _stable_similarity(x, y, core, matrix)
+
+
+def _stable_pair(x: SvccaSide, y: SvccaSide, cross,
+                 both: bool = True) -> tuple[float, float, np.ndarray]:
+    """``(similarity(x, y), similarity(y, x), rho)``: two :func:`stable_pwcca_similarity` calls
+    (``rho`` of the first; ``both=False``: ``similarity(y, x)`` is NaN).
+
+    Nothing of the SVD is shared between the directions, and the backward matrices are formed
+    from ``cross.T``, not transposed: the original's value depends on the signs LAPACK gives the
+    singular vectors, and those of ``svd(A.T)`` are not those of ``svd(A)`` with ``u`` and ``v``
+    swapped (about half of them differ at 64 to 256 neurons). Where correlations coincide (a layer
+    against itself, ill-posed pairs) even a rounding-level change of the matrix moves the value by
+    up to 1e-5, so each direction's matrix is kept exactly as :func:`stable_pwcca_similarity`
+    forms it.
+    """
+    sim_xy, _, _, rho = stable_pwcca_similarity(x, y, cross)
+    sim_yx = float("nan")
+    if both:
+        sim_yx = stable_pwcca_similarity(y, x, to_host(cross).T)[0]
+    return sim_xy, sim_yx, rho
+
+
+def _stable_core(x: SvccaSide, y: SvccaSide, cross) -> tuple[np.ndarray, np.ndarray | None]:
+    """``core = diag(shrink_x) u_rx.T cross u_ry diag(shrink_y)``, shape (x.rank, y.rank), and,
+    where neither side has null directions, the original's matrix in neuron coordinates
+    ``wt_x.T core wt_y`` (shape (n_kept_x, n_kept_y)), else None."""
     cross = to_host(cross).astype(np.float64)
     core = x.shrink[:, None] * (x.u_r.T @ cross @ y.u_r) * y.shrink[None, :]
+    full = x.rank == x.n_kept and y.rank == y.n_kept
+    return core, (x.wt.T @ core @ y.wt if full else None)
+
+
+def _stable_similarity(x: SvccaSide, y: SvccaSide, core: np.ndarray,
+                       matrix: np.ndarray | None) -> tuple[float, int, int, np.ndarray]:
+    """:func:`stable_pwcca_similarity` from :func:`_stable_core`'s ``(core, matrix)``."""
     k = min(x.n_kept, y.n_kept)
     x_side = x.n_kept <= y.n_kept
     side = x if x_side else y
-    if x.rank == x.n_kept and y.rank == y.n_kept:
-        u, rho, vh = np.linalg.svd(x.wt.T @ core @ y.wt)  # the original's matrix and signs
+    if matrix is not None:
+        u, rho, vh = np.linalg.svd(matrix)  # the original's matrix and signs
         coef = u if x_side else vh.T
     else:
         u, rho, vh = np.linalg.svd(core)
@@ -205,25 +244,42 @@ def _original_weights(side: SvccaSide, coef: np.ndarray) -> np.ndarray:
     m`` (null: ``(Z - mean) @ c = 0``) are ``mean_i`` times the constant: the first with a non-zero
     mean adds the constant's direction, the others are dependent and get weight 0.
     """
-    n = side.n_datapoints
-    root_n = np.sqrt(n)
+    neurons = side.neurons  # Z in [q, 1/sqrt(n)]
     m = coef.shape[1]
-    cols = np.vstack([side.coords @ coef, root_n * side.mean[None, :m]])
+    cols = np.vstack([side.coords @ coef, neurons[-1:, :m]])
     nonzero = np.flatnonzero(side.mean[m:] != 0)
     extra = None
     if nonzero.size:
         extra = m + int(nonzero[0])
         constant = np.zeros((cols.shape[0], 1))
-        constant[-1, 0] = root_n * side.mean[extra]
+        constant[-1, 0] = neurons[-1, extra]
         cols = np.hstack([cols, constant])
-    p, _ = np.linalg.qr(cols)
-    neurons = np.vstack([side.coords, root_n * side.mean[None, :]])  # Z in [q, 1/sqrt(n)]
-    sums = np.sum(np.abs(p.T @ neurons), axis=1)
+    sums = np.sum(np.abs(_project_on_span(cols, neurons)), axis=1)
     weights = np.zeros(side.n_kept)
     weights[:m] = sums[:m]
     if extra is not None:
         weights[extra] = sums[m]
     return weights / weights.sum()
+
+
+def _project_on_span(cols: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``p.T @ targets`` where ``cols = p @ r`` is the thin QR of ``cols`` (shape (n, c), c <= n;
+    ``targets`` (n, t); result (c, t)), up to the signs of its rows.
+
+    LAPACK's Householder QR (``geqrf``) with ``Q.T`` applied to ``targets`` (``ormqr``): the rows
+    of ``Q.T @ targets`` for the first ``c`` columns of ``Q`` are ``p.T @ targets``. ``p`` is never
+    formed, which saves ``numpy.linalg.qr``'s ``orgqr`` and a GEMM (about half the time at 256).
+    """
+    from scipy.linalg import lapack  # here: importing scipy.linalg costs ~0.5 s at start-up
+
+    c = cols.shape[1]
+    qr, tau, _, info = lapack.dgeqrf(cols)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"QR failed (LAPACK dgeqrf info={info})")
+    out, _, info = lapack.dormqr("L", "T", qr, tau, targets, max(1, 64 * targets.shape[1]))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"QR failed (LAPACK dormqr info={info})")
+    return out[:c]
 
 
 def projection_weights(projections):
@@ -280,10 +336,9 @@ def pwcca_kernel(cross, a: Basis, b: Basis, *, variant: str = "paper",
                           ill_posed(a.rank, b.rank, n))
     side_a, side_b = sides if sides is not None else (SvccaSide.of(a, epsilon),
                                                        SvccaSide.of(b, epsilon))
-    sim_ab, nx, ny, rho = stable_pwcca_similarity(side_a, side_b, cross)
-    sim_ba = (stable_pwcca_similarity(side_b, side_a, to_host(cross).T)[0]
-              if both else float("nan"))
-    return PairResult(1.0 - sim_ab, 1.0 - sim_ba, nx, ny, float(rho[0]), float(rho[-1]),
+    sim_ab, sim_ba, rho = _stable_pair(side_a, side_b, cross, both)
+    return PairResult(1.0 - sim_ab, 1.0 - sim_ba, side_a.n_kept, side_b.n_kept, float(rho[0]),
+                      float(rho[-1]),
                       ill_posed(a.rank, b.rank, n))
 
 
