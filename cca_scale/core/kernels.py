@@ -86,7 +86,9 @@ class SvccaSide:
     ``coords / sqrt((n - 1) * cmax) = u_r @ diag(s) @ wt``, cut at the basis' rank tolerance, so
     ``S_kept = wt.T @ diag(s**2) @ wt`` exactly and its null directions (duplicated or collinear
     neurons) are exact zeros rather than rounding. ``shrink = s / sqrt(s**2 + epsilon)`` is what
-    the original's ridge does to each direction.
+    the original's ridge does to each direction. ``neurons = [coords; sqrt(n) * mean]`` holds the
+    uncentred kept neurons ``Z`` in the coordinates ``[q, 1/sqrt(n)]`` (what the original projects
+    its directions onto), formed here once rather than once per pair and direction.
     """
 
     kept: np.ndarray  # (n_neurons,) bool
@@ -96,6 +98,7 @@ class SvccaSide:
     shrink: np.ndarray  # (rank,)
     mean: np.ndarray  # (n_kept,)
     n_datapoints: int
+    neurons: np.ndarray  # (basis rank + 1, n_kept)
 
     @property
     def n_kept(self) -> int:
@@ -116,9 +119,10 @@ class SvccaSide:
         u_r, s, wt = np.linalg.svd(coords / np.sqrt((n - 1) * cmax), full_matrices=False)
         good = s > basis.rtol * s[0]
         s = s[good]
+        mean = to_host(basis.mean).astype(np.float64)[kept]
         return cls(kept=kept, coords=coords, u_r=u_r[:, good], wt=wt[good],
-                   shrink=s / np.sqrt(s * s + epsilon),
-                   mean=to_host(basis.mean).astype(np.float64)[kept], n_datapoints=n)
+                   shrink=s / np.sqrt(s * s + epsilon), mean=mean, n_datapoints=n,
+                   neurons=np.vstack([coords, np.sqrt(n) * mean[None, :]]))
 
 
 def svcca_rank(s, keep) -> int:
@@ -157,13 +161,28 @@ def stable_pwcca_similarity(x: SvccaSide, y: SvccaSide,
     ``c`` contributes only its added mean (``(Z - mean) @ c = 0``), so after the first one they are
     linearly dependent and get weight 0, as they do in exact arithmetic.
     """
+    core, matrix = _stable_core(x, y, cross)
+    return _stable_similarity(x, y, core, matrix)
+
+
+def _stable_core(x: SvccaSide, y: SvccaSide, cross) -> tuple[np.ndarray, np.ndarray | None]:
+    """``core = diag(shrink_x) u_rx.T cross u_ry diag(shrink_y)``, shape (x.rank, y.rank), and,
+    where neither side has null directions, the original's matrix in neuron coordinates
+    ``wt_x.T core wt_y`` (shape (n_kept_x, n_kept_y)), else None."""
     cross = to_host(cross).astype(np.float64)
     core = x.shrink[:, None] * (x.u_r.T @ cross @ y.u_r) * y.shrink[None, :]
+    full = x.rank == x.n_kept and y.rank == y.n_kept
+    return core, (x.wt.T @ core @ y.wt if full else None)
+
+
+def _stable_similarity(x: SvccaSide, y: SvccaSide, core: np.ndarray,
+                       matrix: np.ndarray | None) -> tuple[float, int, int, np.ndarray]:
+    """:func:`stable_pwcca_similarity` from :func:`_stable_core`'s ``(core, matrix)``."""
     k = min(x.n_kept, y.n_kept)
     x_side = x.n_kept <= y.n_kept
     side = x if x_side else y
-    if x.rank == x.n_kept and y.rank == y.n_kept:
-        u, rho, vh = np.linalg.svd(x.wt.T @ core @ y.wt)  # the original's matrix and signs
+    if matrix is not None:
+        u, rho, vh = np.linalg.svd(matrix)  # the original's matrix and signs
         coef = u if x_side else vh.T
     else:
         u, rho, vh = np.linalg.svd(core)
@@ -198,25 +217,42 @@ def _original_weights(side: SvccaSide, coef: np.ndarray) -> np.ndarray:
     m`` (null: ``(Z - mean) @ c = 0``) are ``mean_i`` times the constant: the first with a non-zero
     mean adds the constant's direction, the others are dependent and get weight 0.
     """
-    n = side.n_datapoints
-    root_n = np.sqrt(n)
+    neurons = side.neurons  # Z in [q, 1/sqrt(n)]
     m = coef.shape[1]
-    cols = np.vstack([side.coords @ coef, root_n * side.mean[None, :m]])
+    cols = np.vstack([side.coords @ coef, neurons[-1:, :m]])
     nonzero = np.flatnonzero(side.mean[m:] != 0)
     extra = None
     if nonzero.size:
         extra = m + int(nonzero[0])
         constant = np.zeros((cols.shape[0], 1))
-        constant[-1, 0] = root_n * side.mean[extra]
+        constant[-1, 0] = neurons[-1, extra]
         cols = np.hstack([cols, constant])
-    p, _ = np.linalg.qr(cols)
-    neurons = np.vstack([side.coords, root_n * side.mean[None, :]])  # Z in [q, 1/sqrt(n)]
-    sums = np.sum(np.abs(p.T @ neurons), axis=1)
+    sums = np.sum(np.abs(_project_on_span(cols, neurons)), axis=1)
     weights = np.zeros(side.n_kept)
     weights[:m] = sums[:m]
     if extra is not None:
         weights[extra] = sums[m]
     return weights / weights.sum()
+
+
+def _project_on_span(cols: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``p.T @ targets`` where ``cols = p @ r`` is the thin QR of ``cols`` (shape (n, c), c <= n;
+    ``targets`` (n, t); result (c, t)), up to the signs of its rows.
+
+    LAPACK's Householder QR (``geqrf``) with ``Q.T`` applied to ``targets`` (``ormqr``): the rows
+    of ``Q.T @ targets`` for the first ``c`` columns of ``Q`` are ``p.T @ targets``. ``p`` is never
+    formed, which saves ``numpy.linalg.qr``'s ``orgqr`` and a GEMM (about half the time at 256).
+    """
+    from scipy.linalg import lapack  # here: importing scipy.linalg costs ~0.5 s at start-up
+
+    c = cols.shape[1]
+    qr, tau, _, info = lapack.dgeqrf(cols)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"QR failed (LAPACK dgeqrf info={info})")
+    out, _, info = lapack.dormqr("L", "T", qr, tau, targets, max(1, 64 * targets.shape[1]))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"QR failed (LAPACK dormqr info={info})")
+    return out[:c]
 
 
 def projection_weights(projections):
