@@ -1,0 +1,219 @@
+"""The engine at speed, without losing exactness: layers factored from their Gram matrix (with a
+rank-revealing fallback), each network read and projected once (held coordinates), batched pair
+kernels, and float32 cross products with float64 kernels. Properties only, never timings.
+"""
+
+import numpy as np
+import pytest
+
+import cca_scale
+from cca_scale import ActivationStore
+from cca_scale.core import BasisAccumulator, compare, prepare
+from cca_scale.core.basis import GRAM_MAX_CONDITION, GramAccumulator, factor_chunks
+from cca_scale.core.batched import Layers, gather_results
+from cca_scale.core.registry import METRICS, get_metric
+from cca_scale.engine import compare as engine_compare
+from cca_scale.engine.compare import hold_coordinates
+from cca_scale.engine.output import ComparisonOutput
+from cca_scale.engine.results import load_distances
+from cca_scale.engine.tasks import TileSpec, coords_task, prepare_task, tile_task
+from cca_scale.engine.tiles import iter_tiles
+
+N = 600
+
+
+def _relu_layers(rng, widths, n=N):
+    z = rng.normal(size=(n, 4))
+    return [np.maximum(z @ rng.normal(size=(4, d)) + 0.7 * rng.normal(size=(n, d)), 0)
+            for d in widths]
+
+
+def _chunks(x, rows=128):
+    return lambda: (x[s:s + rows] for s in range(0, len(x), rows))
+
+
+# -- prepare at GEMM speed --------------------------------------------------------------------
+
+def test_gram_path_gives_the_tsqr_basis_on_well_conditioned_layers(rng):
+    x = _relu_layers(rng, [24])[0]
+    gram = factor_chunks(_chunks(x))
+    acc = BasisAccumulator(dtype="float64")
+    for c in _chunks(x)():
+        acc.update(c)
+    tsqr = acc.finalize()
+    np.testing.assert_allclose(gram.s, tsqr.s, rtol=1e-12)
+    np.testing.assert_allclose(gram.mean, x.mean(axis=0), atol=1e-14)
+    q = (x - gram.mean) @ gram.whitener
+    np.testing.assert_allclose(q.T @ q, np.eye(24), atol=1e-12)
+    # the same span: projecting q_tsqr onto q_gram loses nothing
+    q_t = (x - tsqr.mean) @ tsqr.whitener
+    np.testing.assert_allclose(np.linalg.svd(q.T @ q_t, compute_uv=False), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("damage", ["dead", "collinear", "duplicate", "scaled"])
+def test_gram_path_falls_back_to_tsqr_where_it_cannot_resolve_directions(rng, damage):
+    x = _relu_layers(rng, [16])[0]
+    if damage == "dead":
+        x[:, 3] = 0.25
+    elif damage == "collinear":
+        x[:, 5] = 2 * x[:, 1] - x[:, 2]
+    elif damage == "duplicate":
+        x[:, 7] = x[:, 0]
+    else:  # one unit 1e4 times smaller than the rest: condition^2 ~ 1e8 > GRAM_MAX_CONDITION
+        x[:, 9] *= 1e-4
+    gram = GramAccumulator()
+    for c in _chunks(x)():
+        gram.update(c)
+    assert gram.finalize() is None
+    acc = BasisAccumulator(dtype="float64")
+    for c in _chunks(x)():
+        acc.update(c)
+    want, got = acc.finalize(), factor_chunks(_chunks(x))
+    assert got.rank == want.rank == (16 if damage == "scaled" else 15)
+    np.testing.assert_array_equal(got.s, want.s)
+    np.testing.assert_array_equal(got.vt, want.vt)
+
+
+def test_gram_threshold_is_the_documented_condition(rng):
+    x = rng.normal(size=(400, 6))
+    x -= x.mean(axis=0)
+    u, _, vt = np.linalg.svd(x, full_matrices=False)
+    for ratio, fast in ((0.5 / np.sqrt(GRAM_MAX_CONDITION), False),
+                        (2.0 / np.sqrt(GRAM_MAX_CONDITION), True)):
+        y = u @ np.diag([1.0, 0.9, 0.8, 0.7, 0.6, ratio]) @ vt
+        gram = GramAccumulator()
+        gram.update(y)
+        assert (gram.finalize() is not None) == fast
+
+
+# -- batched kernels ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_a_batch_equals_its_pairs_one_by_one(rng, name):
+    info = get_metric(name)
+    widths = [9, 9, 9, 9] if info.aligned else [9, 7, 9, 11]
+    bases = [prepare(x) for x in _relu_layers(rng, widths)]
+    for variant in (("paper", "svcca") if info.takes_variant else ("paper",)):
+        options = info.kernel_options(variant=variant, keep=0.9)
+        prep = [info.prepare(b, options) for b in bases]
+        pairs = [(0, 2), (1, 3), (2, 0), (0, 0)]
+        alone = [info.pair(prep[i].q.T @ prep[j].q, prep[i], prep[j], options)
+                 for i, j in pairs]
+        for i, j in pairs:  # a batch of pairs with the same shapes
+            same = [(a, b) for a, b in pairs if prep[a].q.shape == prep[i].q.shape
+                    and prep[b].q.shape == prep[j].q.shape]
+            cross = np.stack([prep[a].q.T @ prep[b].q for a, b in same])
+            sides = [info.side_of(prep[a], options) for a, _ in same] if info.needs_sides \
+                else None
+            la = Layers.of([prep[a] for a, _ in same], np,
+                           sides if info.needs_sides and sides[0] is not None else None)
+            sides_b = [info.side_of(prep[b], options) for _, b in same]
+            lb = Layers.of([prep[b] for _, b in same], np,
+                           sides_b if info.needs_sides and sides_b[0] is not None else None)
+            got = gather_results([info.batch(cross, la, lb, options)])
+            for p, (a, b) in enumerate(same):
+                want = alone[pairs.index((a, b))]
+                assert got["forward"][p] == pytest.approx(want.forward, abs=1e-13)
+                assert got["backward"][p] == pytest.approx(want.backward, abs=1e-13)
+                assert got["rank_a"][p] == want.rank_a and got["rank_b"][p] == want.rank_b
+                assert bool(got["ill_posed"][p]) == want.ill_posed
+
+
+# -- each network read and projected once ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    rng = np.random.default_rng(11)
+    path = tmp_path_factory.mktemp("once") / "acts.zarr"
+    store = ActivationStore.create(path, n_datapoints=N)
+    layers = _relu_layers(rng, [8, 8, 6, 10, 8, 7])
+    layers[2][:, 1] = layers[2][:, 0]  # collinear units: the fallback route, inside a tile
+    for k, x in enumerate(layers):
+        store.add(f"n{k}", "h", x, chunk_rows=100)
+    return path
+
+
+def _one_tile(tmp_path, store_path, inputs, *, metric="pwcca", dtype="float64", name="out"):
+    store = ActivationStore.open(store_path)
+    readers = [store.reader(f"n{k}", "h") for k in range(6)]
+    records = [{"label": f"n{k}", "write_id": r.write_id} for k, r in enumerate(readers)]
+    out, _, tile = ComparisonOutput.open_for_run(
+        tmp_path / f"{name}.zarr", params={"metric": metric}, rows=records, cols=records,
+        square=True, tile=6, default_tile=6, overwrite=False, extra_meta={})
+    (only,) = iter_tiles(6, 6, tile, square=True)
+    spec = TileSpec(out_path=out.path, tile=only, row_readers=tuple(readers),
+                    col_readers=tuple(readers), metric=metric, variant="paper", keep=0.99,
+                    epsilon=1e-10, dtype=dtype, backend="numpy", chunk_rows=200)
+    items = inputs(readers)
+    summary = tile_task(spec, items, items)
+    out.release()
+    return load_distances(tmp_path / f"{name}.zarr"), summary
+
+
+@pytest.mark.parametrize("metric", ["pwcca", "cka", "svcca"])
+def test_held_coordinates_give_the_streamed_numbers_bit_for_bit(tmp_path, small_store, metric):
+    streamed, s_sum = _one_tile(
+        tmp_path, small_store, lambda rs: [prepare_task(r) for r in rs], metric=metric,
+        name="streamed")
+    held, h_sum = _one_tile(
+        tmp_path, small_store,
+        lambda rs: [coords_task(r, dtype="float64", backend="numpy", block_rows=200) for r in rs],
+        metric=metric, name="held")
+    np.testing.assert_array_equal(held.values, streamed.values)
+    assert set(held.diagnostics) == set(streamed.diagnostics)
+    for key, value in held.diagnostics.items():
+        np.testing.assert_array_equal(value, streamed.diagnostics[key], err_msg=key)
+    assert h_sum.bytes_read == 0 and s_sum.bytes_read == N * sum([8, 8, 6, 10, 8, 7]) * 8  # float64 store
+
+
+def test_coordinates_are_orthonormal_and_read_the_layer_once(small_store):
+    store = ActivationStore.open(small_store)
+    reader = store.reader("n3", "h")
+    c = coords_task(reader, dtype="float64", backend="numpy", block_rows=128)
+    assert c.qt.shape == (10, N) and c.bytes_read == N * 10 * 8
+    np.testing.assert_allclose(c.qt @ c.qt.T, np.eye(10), atol=1e-12)
+    c32 = coords_task(reader, dtype="float32", backend="numpy", block_rows=128)
+    assert c32.qt.dtype == np.float32 and c32.basis.s.dtype == np.float64
+    np.testing.assert_allclose(c32.qt, c.qt, atol=1e-6)
+
+
+def test_hold_decision_follows_the_memory_share():
+    class R:
+        shape = (1000, 50)
+
+    readers = [R()] * 4  # 4 * 1000 * 50 * 8 bytes = 1.6 MB in float64
+    assert hold_coordinates(readers, dtype="float64", memory=8_000_000)
+    assert not hold_coordinates(readers, dtype="float64", memory=6_000_000)
+    assert hold_coordinates(readers, dtype="float32", memory=6_000_000)
+
+
+def test_square_comparison_reads_the_data_once_and_equals_one_pair(client, small_store,
+                                                                    tmp_path):
+    matrix = engine_compare(small_store, layer="h", out=tmp_path / "o.zarr", client=client,
+                            tile=2)
+    one_pass = N * sum([8, 8, 6, 10, 8, 7]) * 8  # float64 activations
+    assert matrix.metadata["run_summary"]["bytes_read"] == one_pass
+    store = ActivationStore.open(small_store)
+    acts = [store.read(f"n{k}", "h").astype(np.float64) for k in range(6)]
+    for i in range(6):
+        for j in range(6):
+            if i != j:
+                want = cca_scale.pwcca_distance(acts[i], acts[j])
+                assert matrix.values[i, j] == pytest.approx(want, abs=1e-10)
+
+
+def test_float32_cross_products_agree_with_float64(client, small_store, tmp_path):
+    d64 = engine_compare(small_store, layer="h", out=tmp_path / "a.zarr", client=client,
+                         metric=["pwcca", "cka"], tile=3)
+    d32 = engine_compare(small_store, layer="h", out=tmp_path / "b.zarr", client=client,
+                         metric=["pwcca", "cka"], tile=3, dtype="float32")
+    for m in ("pwcca", "cka"):
+        np.testing.assert_allclose(d32[m].values, d64[m].values, atol=1e-5)
+        np.testing.assert_array_equal(d32[m].diagnostics["rank_row"],
+                                      d64[m].diagnostics["rank_row"])
+
+
+def test_one_pair_functions_use_the_batched_kernels(rng):
+    a, b = (prepare(x) for x in _relu_layers(rng, [6, 5]))
+    res = compare(a, b, metric="pwcca")
+    assert isinstance(res.forward, float) and 0 <= res.forward <= 1
