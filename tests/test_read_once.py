@@ -185,6 +185,12 @@ def test_hold_decision_follows_the_memory_share():
     assert hold_coordinates(readers, dtype="float64", memory=8_000_000)
     assert not hold_coordinates(readers, dtype="float64", memory=6_000_000)
     assert hold_coordinates(readers, dtype="float32", memory=6_000_000)
+    # one tile gathers 2 * tile networks' coordinates (400 kB each in float64) on its worker
+    assert hold_coordinates(readers, dtype="float64", memory=8_000_000, tile=2,
+                            worker_memory=6_400_000)
+    assert not hold_coordinates(readers, dtype="float64", memory=8_000_000, tile=2,
+                                worker_memory=6_000_000)
+    assert not hold_coordinates([], dtype="float64", memory=8_000_000)
 
 
 def test_square_comparison_reads_the_data_once_and_equals_one_pair(client, small_store,

@@ -176,12 +176,18 @@ def _cluster_memory(client) -> int:
     return sum(limits) if limits and all(limits) else FALLBACK_CLUSTER_MEMORY
 
 
-def hold_coordinates(readers, *, dtype: str, memory: int) -> bool:
+def hold_coordinates(readers, *, dtype: str, memory: int, tile: int | None = None,
+                     worker_memory: int = 0) -> bool:
     """Whether the networks' orthonormal coordinates (``n_datapoints x n_neurons`` values each,
-    at most, in ``dtype``) fit in :data:`HOLD_MEMORY_FRACTION` of ``memory`` bytes."""
+    at most, in ``dtype``) fit in :data:`HOLD_MEMORY_FRACTION` of the cluster's ``memory`` bytes,
+    and those of one tile's ``2 * tile`` networks (gathered on the worker running it) in that
+    share of ``worker_memory`` (0: unknown, not checked)."""
     itemsize = np.dtype(dtype).itemsize
-    need = sum(int(r.shape[0]) * int(r.shape[-1]) * itemsize for r in readers)
-    return need <= HOLD_MEMORY_FRACTION * memory
+    sizes = [int(r.shape[0]) * int(r.shape[-1]) * itemsize for r in readers]
+    if not sizes or sum(sizes) > HOLD_MEMORY_FRACTION * memory:
+        return False
+    gathered = 2 * (tile or 1) * max(sizes)
+    return not worker_memory or gathered <= HOLD_MEMORY_FRACTION * worker_memory
 
 
 def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, backend: str,
@@ -204,8 +210,8 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
              if not mask[t.bi, t.bj]]
     needed = {id(r): r for t in tiles for r in (res.row_readers[t.r0:t.r1]
                                                 + res.col_readers[t.c0:t.c1])}
-    hold = hold_coordinates(needed.values(), dtype=req.dtype,
-                            memory=_cluster_memory(client))
+    hold = hold_coordinates(needed.values(), dtype=req.dtype, memory=_cluster_memory(client),
+                            tile=handle.tile, worker_memory=worker_memory_bytes(client))
     prepared: dict[str, Any] = {}
 
     def network_future(reader):

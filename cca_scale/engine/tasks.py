@@ -70,6 +70,8 @@ def coords_task(reader, *, dtype: str, backend: str, rtol: float | None = None,
     project it in blocks of ``block_rows`` datapoints (as the tile tasks would)."""
     xp = array_module(backend)
     raw = reader.read()
+    nbytes = int(raw.nbytes)
+    raw = xp.asarray(raw, dtype=xp.float64)  # once: the chunks and blocks below are views
     n, rows = raw.shape[0], reader.chunk_rows
     who = describe("x", network=reader.network, layer=reader.layer)
     basis = _factor(xp, lambda: (raw[s:s + rows] for s in range(0, n, rows)), rtol=rtol,
@@ -79,7 +81,7 @@ def coords_task(reader, *, dtype: str, backend: str, rtol: float | None = None,
     for start in range(0, n, block_rows):
         stop = min(n, start + block_rows)
         _project(xp, mean, whitener_t, raw[start:stop], qt[:, start:stop])
-    return Coordinates(basis=basis, qt=to_host(qt), bytes_read=int(raw.nbytes))
+    return Coordinates(basis=basis, qt=to_host(qt), bytes_read=nbytes)
 
 
 @dataclass(frozen=True)
