@@ -223,3 +223,22 @@ def test_one_pair_functions_use_the_batched_kernels(rng):
     a, b = (prepare(x) for x in _relu_layers(rng, [6, 5]))
     res = compare(a, b, metric="pwcca")
     assert isinstance(res.forward, float) and 0 <= res.forward <= 1
+
+
+def test_a_tile_gives_the_same_bits_whatever_the_layout_its_inputs_arrive_in(tmp_path,
+                                                                            small_store):
+    """A result received from another worker comes in the layout its serialiser chose; BLAS sums
+    in a layout-dependent order, so the tile must not depend on it (found by a SIGKILL test)."""
+    import dataclasses
+
+    def relaid(basis):
+        return dataclasses.replace(basis, vt=np.asfortranarray(basis.vt),
+                                   s=np.array(basis.s[::-1][::-1]))
+
+    here, _ = _one_tile(tmp_path, small_store, lambda rs: [prepare_task(r) for r in rs],
+                        name="here")
+    moved, _ = _one_tile(tmp_path, small_store, lambda rs: [relaid(prepare_task(r)) for r in rs],
+                         name="moved")
+    np.testing.assert_array_equal(here.values, moved.values)
+    basis = prepare_task(ActivationStore.open(small_store).reader("n0", "h"))
+    assert basis.vt.flags.c_contiguous

@@ -277,8 +277,11 @@ class GramAccumulator:
         if not lam_max > 0 or float(to_host(lam[0])) * GRAM_MAX_CONDITION < lam_max:
             return None
         d = int(self.m2.shape[0])
-        s = xp.sqrt(xp.flip(lam, axis=0))
-        vt = xp.flip(v, axis=1).T
+        descending = xp.arange(d - 1, -1, -1)
+        s = xp.sqrt(xp.take(lam, descending))
+        # A new C-contiguous array, as the SVD's: a strided view would become contiguous when
+        # the basis is sent to another worker, and BLAS sums in another order on other layouts.
+        vt = xp.take(v.T, descending, axis=0)
         rtol = default_rtol(self.n, d, np.float64) if self.rtol is None else float(self.rtol)
         _, s, vt = _truncate(None, s, vt, rtol, self.who)
         return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=rtol)

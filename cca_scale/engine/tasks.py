@@ -206,7 +206,7 @@ class _Source:
 
     def __init__(self, given, reader, xp):
         held = isinstance(given, Coordinates)
-        self.host = given.basis if held else given
+        self.host = _aligned(given.basis if held else given)
         self.dev = self.host.to(xp)
         self.qt = given.qt if held else None
         self.reader = reader
@@ -227,6 +227,15 @@ class _Source:
         t = time.perf_counter()
         _project(xp, *self.map, raw, target)
         timings["project"] += time.perf_counter() - t
+
+
+def _aligned(basis: Basis) -> Basis:
+    """The basis with its arrays in fresh, aligned, C-contiguous memory, whether it was computed
+    on this worker or received from another (where it may sit at any offset of its message, in
+    the layout the serialiser chose): NumPy hands BLAS only aligned arrays and BLAS sums in an
+    order that depends on the layout, so the same tile gives the same bits on every worker."""
+    fresh = {k: np.array(getattr(basis, k), copy=True, order="C") for k in ("s", "vt", "mean")}
+    return Basis(q=None, n_datapoints=basis.n_datapoints, rtol=basis.rtol, **fresh)
 
 
 def _cross_products(xp, spec: TileSpec, rows: list, cols: list, same: bool, timings, nbytes):
