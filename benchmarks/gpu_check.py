@@ -303,15 +303,19 @@ def bench_one(client, backend: str, store: Path, out: Path, dtype: str, tile, n:
     }
 
 
-def run_bench(args, xp, backend: str, client, workdir: Path, started: float) -> dict:
+def run_bench(args, xp, backend: str, client, workdir: Path, started: float,
+              res: dict, save) -> None:
+    """Fill ``res`` (calling ``save()`` after each step, so that a run cut short still
+    leaves its figures)."""
     from cca_scale.bench import matmul_gflops
 
     n, m, d = args.networks, args.datapoints, args.neurons
     store = workdir / "bench.zarr"
     # the stand-in has no random module: its data are made on the host
     write_seconds = write_bench_store(np if args.standin else xp, store, n, m, d)
-    res = {"shape": f"N={n} x m={m} x d={d}", "store_write_seconds": write_seconds,
-           "store_write_seconds_per_network": write_seconds / n, "runs": [], "skipped": []}
+    res.update({"shape": f"N={n} x m={m} x d={d}", "store_write_seconds": write_seconds,
+                "store_write_seconds_per_network": write_seconds / n, "runs": [], "skipped": []})
+    save()
     values = {}
     last = None
     for dtype in args.dtypes:
@@ -327,9 +331,9 @@ def run_bench(args, xp, backend: str, client, workdir: Path, started: float) -> 
         res["runs"].append(run)
         values[dtype] = np.asarray(cca_scale_load(workdir / f"bench_{dtype}.zarr").values)
         last = time.perf_counter() - t
+        save()
     if "float64" in values and "float32" in values:
         res["float32_vs_float64_max_abs_diff"] = _max_diff(values["float32"], values["float64"])
-    return res
 
 
 def cca_scale_load(path: Path):
@@ -368,7 +372,7 @@ def summary_text(s: dict) -> str:
     for note in s.get("notes", []):
         lines.append(f"  note: {note}")
     b = s.get("bench")
-    if b:
+    if b and "shape" in b:
         lines.append(f"  bench {b['shape']}: store written in {b['store_write_seconds']:.1f} s "
                      f"({b['store_write_seconds_per_network']:.2f} s/network)")
         for r in b["runs"]:
@@ -399,6 +403,12 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     s: dict = {"argv": sys.argv[1:] if argv is None else list(argv), "ok": False, "notes": []}
     tmp = None
+
+    def save() -> None:
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(s, indent=2, default=str) + "\n")
+
     if args.workdir:
         workdir = Path(args.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -426,8 +436,10 @@ def main(argv=None) -> int:
                                            scipy_ok, args.check_networks)
                 s["checks"] = checks
                 s["checks_seconds"] = time.perf_counter() - started
+                save()
                 if not args.skip_bench:
-                    s["bench"] = run_bench(args, xp, backend, client, workdir, started)
+                    s["bench"] = {}
+                    run_bench(args, xp, backend, client, workdir, started, s["bench"], save)
             s["ok"] = all(r["ok"] for r in checks)
     except BaseException as exc:  # report what ran, then fail
         s["error"] = f"{type(exc).__name__}: {exc}"
@@ -442,9 +454,7 @@ def main(argv=None) -> int:
     text = summary_text(s)
     s["summary"] = text
     print("\n" + "=" * 100 + "\n" + text + "\n" + "=" * 100, flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(s, indent=2, default=str) + "\n")
+    save()
     return 0 if s["ok"] else 1
 
 
