@@ -163,7 +163,8 @@ def test_held_coordinates_give_the_streamed_numbers_bit_for_bit(tmp_path, small_
     assert set(held.diagnostics) == set(streamed.diagnostics)
     for key, value in held.diagnostics.items():
         np.testing.assert_array_equal(value, streamed.diagnostics[key], err_msg=key)
-    assert h_sum.bytes_read == 0 and s_sum.bytes_read == N * sum([8, 8, 6, 10, 8, 7]) * 8  # float64 store
+    # the store holds float64: 8 bytes a value
+    assert h_sum.bytes_read == 0 and s_sum.bytes_read == N * sum([8, 8, 6, 10, 8, 7]) * 8
 
 
 def test_coordinates_are_orthonormal_and_read_the_layer_once(small_store):
