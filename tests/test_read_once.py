@@ -199,7 +199,9 @@ def test_square_comparison_reads_the_data_once_and_equals_one_pair(client, small
     matrix = engine_compare(small_store, layer="h", out=tmp_path / "o.zarr", client=client,
                             tile=2)
     one_pass = N * sum([8, 8, 6, 10, 8, 7]) * 8  # float64 activations
-    assert matrix.metadata["run_summary"]["bytes_read"] == one_pass
+    summary = matrix.metadata["run_summary"]
+    assert summary["bytes_read"] == summary["data_bytes"] == one_pass
+    assert summary["passes"] == 1.0
     store = ActivationStore.open(small_store)
     acts = [store.read(f"n{k}", "h").astype(np.float64) for k in range(6)]
     for i in range(6):

@@ -219,7 +219,7 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
                          getattr(reader, "timestep", None), reader.write_id, req.dtype, backend,
                          req.rtol, chunk_rows if hold else None)
         if token not in prepared:
-            handle.prepare_bytes += int(np.prod(reader.shape)) * reader.dtype.itemsize
+            handle.data_bytes += int(np.prod(reader.shape)) * reader.dtype.itemsize
             task, kind = (coords_task, "coords") if hold else (prepare_task, "prepare")
             extra = {"block_rows": chunk_rows} if hold else {}
             prepared[token] = client.submit(

@@ -26,8 +26,10 @@ class RunSummary:
     is 0 by definition and not counted), per metric: ``pairs_computed`` by this run,
     ``pairs_resumed`` found done in the output (earlier runs), ``ill_posed`` flagged by the
     ``ill_posed`` diagnostic in the whole matrix. ``bytes_read``: activation bytes this run read
-    from the store, as decoded arrays (each prepared layer once, and each tile's layers once
-    per tile). ``out``: the output group, or None when it was a temporary one (``out=None``).
+    from the store, as decoded arrays: each layer once when the workers hold the layers'
+    coordinates, else once to factor it plus once per tile that needs it. ``data_bytes``: the
+    activations this run needed, each once; ``passes = bytes_read / data_bytes``. ``out``: the
+    output group, or None when it was a temporary one (``out=None``).
     """
 
     out: str | None
@@ -40,11 +42,17 @@ class RunSummary:
     tiles_resumed: int
     wall_seconds: float
     bytes_read: int
+    data_bytes: int = 0
+
+    @property
+    def passes(self) -> float:
+        """Passes over the activations this run needed (1.0: each network read once)."""
+        return self.bytes_read / self.data_bytes if self.data_bytes else 0.0
 
     def as_dict(self) -> dict:
         from dataclasses import asdict
 
-        return {**asdict(self), "metrics": list(self.metrics)}
+        return {**asdict(self), "metrics": list(self.metrics), "passes": self.passes}
 
     def lines(self) -> list[str]:
         """The block ``cca-scale compare`` prints on stderr."""
@@ -55,7 +63,9 @@ class RunSummary:
             out.append(f"  {m:<{width}}  computed {self.pairs_computed[m]:>8}  resumed "
                        f"{self.pairs_resumed[m]:>8}  ill-posed {self.ill_posed[m]:>6}")
         mib = self.bytes_read / 2**20
-        out.append(f"  wall {self.wall_seconds:.2f} s, {mib:,.1f} MiB read from the store")
+        passes = f" ({self.passes:.2f} passes over the data)" if self.data_bytes else ""
+        out.append(f"  wall {self.wall_seconds:.2f} s, {mib:,.1f} MiB read from the store"
+                   f"{passes}")
         out.append(f"  output: {self.out if self.out is not None else '(temporary, removed)'}")
         return out
 
@@ -83,7 +93,8 @@ class Comparison:
     metrics: tuple = ("pwcca",)  # the metrics this run computes
     many: bool = False  # metric was a list: result() returns a dict of matrices
     pairs_per_matrix: int = 0  # ordered pairs of distinct items in one metric's matrix
-    prepare_bytes: int = 0  # activation bytes the prepare tasks read
+    data_bytes: int = 0  # the activations the remaining tiles need, each network once (read
+    # once by its prepare or coords task; tiles add what they read themselves)
     run_summary: RunSummary | None = None  # set by result()
 
     @property
@@ -170,7 +181,8 @@ class Comparison:
             ill_posed={m: int(matrices[m].n_ill_posed) for m in self.metrics},
             tiles_computed=len(self.summaries), tiles_resumed=self.resume.done,
             wall_seconds=time.perf_counter() - self.started,
-            bytes_read=self.prepare_bytes + sum(s.bytes_read for s in self.summaries))
+            bytes_read=self.data_bytes + sum(s.bytes_read for s in self.summaries),
+            data_bytes=self.data_bytes)
 
     def _remove_temporary(self) -> None:
         if self.temporary_dir is not None:
