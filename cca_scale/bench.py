@@ -271,7 +271,8 @@ def _mode_report(records: list[dict], floors: list[float], dims: dict) -> dict:
 def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons: int = 128,
                  workers: int | None = None, tile: int | None = None, dtype: str = "float64",
                  gpu: bool = False, rounds: int = 3, whole_process: bool = False,
-                 naive_pairs: int = 5, naive_seconds: float = 3.0, against: str | None = None,
+                 naive_pairs: int = 5, naive_seconds: float = 3.0,
+                 naive_threads: int | None = None, against: str | None = None,
                  peer_python: str | None = None, workdir: str | None = None,
                  seed: int = 0) -> dict:
     """``rounds`` rounds on one synthetic store, each: the whole ``cca-scale compare`` process
@@ -281,9 +282,10 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
     Reports min/median/max over rounds of each time, of its ratio to that round's GEMM floor
     (:func:`gemm_floor_seconds`), of the per-phase shares of task seconds and of bytes read
     (also as passes over the data); the original implementation's method timed on sampled
-    pairs (:func:`time_original_pwcca`) and extrapolated to all directed pairs; and, with
-    ``against="netrep"``, netrep's all-pairs time (:func:`run_peer_netrep`). Speedups use the
-    medians.
+    pairs (:func:`time_original_pwcca`, ``naive_threads`` BLAS threads, default ``workers``)
+    and extrapolated to all directed pairs; and, with ``against="netrep"``, netrep's all-pairs
+    times (:func:`run_peer_netrep`: its own helper and a loop over its cached fits). Speedups
+    (``speedup_<mode>[_vs_<netrep timing>]``) are ratios of medians.
     """
     from cca_scale.runtime import local_worker_count
 
@@ -326,21 +328,24 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
         report[mode] = _mode_report(records[mode], floors, dims)
     directed = n_networks * (n_networks - 1)
     naive = time_original_pwcca(min_pairs=naive_pairs, min_seconds=naive_seconds,
-                                threads=workers, seed=seed, **dims)
+                                threads=naive_threads or workers, seed=seed, **dims)
     naive["directed_pairs"] = directed
     naive["all_pairs_seconds_estimated"] = naive["seconds_per_directed_pair"] * directed
     report["naive"] = _with_speedups(naive, naive["all_pairs_seconds_estimated"], report, modes)
     if against is not None:
         peer = run_peer_netrep(python=peer_python, dtype=dtype, threads=workers, rounds=rounds,
                                seed=seed, **dims)
-        report["peer"] = _with_speedups(peer, peer["all_pairs_seconds"]["median"], report, modes)
+        for way in ("helper", "cached_loop"):
+            _with_speedups(peer, peer[f"{way}_seconds"]["median"], report, modes, f"_vs_{way}")
+        report["peer"] = peer
     return report
 
 
-def _with_speedups(part: dict, seconds: float, report: dict, modes: list[str]) -> dict:
+def _with_speedups(part: dict, seconds: float, report: dict, modes: list[str],
+                   suffix: str = "") -> dict:
     """``part`` plus cca_scale's speedup over ``seconds`` for each timing mode (medians)."""
     for mode in modes:
-        part[f"speedup_{mode}"] = seconds / report[mode]["seconds"]["median"]
+        part[f"speedup_{mode}{suffix}"] = seconds / report[mode]["seconds"]["median"]
     return part
 
 

@@ -34,7 +34,10 @@ Figures (min / median / max over the rounds; the machine may be shared: compare 
                      --naive-pairs pairs and --naive-seconds seconds, extrapolated to all
                      N*(N-1) directed pairs; speedups are its estimate over the median times
   peer (--against netrep)  netrep's all-pairs (LinearMetric(alpha=0), per-network fits cached)
-                     on the same networks, run by benchmarks/peer_netrep.py with --peer-python
+                     on the same networks, run by benchmarks/peer_netrep.py with --peer-python:
+                     "helper" is netrep's own multiset.pairwise_distances(enable_caching=True),
+                     "cached loop" the same distances from its cached fits with one GEMM and
+                     one SVD per pair; speedups over each are given
 """
 
 EXAMPLES = """\
@@ -73,6 +76,9 @@ def add_parser(sub) -> None:
                    help="least directed pairs timed for the original's method (default 5)")
     p.add_argument("--naive-seconds", type=float, default=3.0,
                    help="least seconds spent timing the original's method (default 3)")
+    p.add_argument("--naive-threads", type=positive_int,
+                   help="BLAS threads of the original's method (default: --workers); on a "
+                        "loaded machine 1 avoids oversubscribed BLAS threads")
     p.add_argument("--against", choices=["netrep"], help="also time this peer library")
     p.add_argument("--peer-python", metavar="PATH",
                    help="the Python that imports the peer (default: this one, if it can)")
@@ -134,7 +140,8 @@ def run(args) -> int:
                               n_neurons=args.neurons, workers=args.workers, tile=args.tile,
                               dtype=args.dtype, gpu=args.gpu, rounds=args.rounds,
                               whole_process=args.whole_process, naive_pairs=args.naive_pairs,
-                              naive_seconds=args.naive_seconds, against=args.against,
+                              naive_seconds=args.naive_seconds,
+                              naive_threads=args.naive_threads, against=args.against,
                               peer_python=args.peer_python, workdir=args.workdir)
         title = (f"engine: all-pairs pwcca, {args.rounds} round(s), min / median / max "
                  "(a shared machine is noisy: compare minimums)")
