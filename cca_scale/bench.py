@@ -272,7 +272,7 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
                  workers: int | None = None, tile: int | None = None, dtype: str = "float64",
                  gpu: bool = False, rounds: int = 3, whole_process: bool = False,
                  naive_pairs: int = 5, naive_seconds: float = 3.0,
-                 naive_threads: int | None = None, against: str | None = None,
+                 naive_threads: int = 1, against: str | None = None,
                  peer_python: str | None = None, workdir: str | None = None,
                  seed: int = 0) -> dict:
     """``rounds`` rounds on one synthetic store, each: the whole ``cca-scale compare`` process
@@ -282,7 +282,8 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
     Reports min/median/max over rounds of each time, of its ratio to that round's GEMM floor
     (:func:`gemm_floor_seconds`), of the per-phase shares of task seconds and of bytes read
     (also as passes over the data); the original implementation's method timed on sampled
-    pairs (:func:`time_original_pwcca`, ``naive_threads`` BLAS threads, default ``workers``)
+    pairs (:func:`time_original_pwcca`, ``naive_threads`` BLAS threads, default 1: its small
+    LAPACK calls gain nothing from more, and lose 10x when another process takes a core)
     and extrapolated to all directed pairs; and, with ``against="netrep"``, netrep's all-pairs
     times (:func:`run_peer_netrep`: its own helper and a loop over its cached fits). Speedups
     (``speedup_<mode>[_vs_<netrep timing>]``) are ratios of medians.
@@ -328,7 +329,7 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
         report[mode] = _mode_report(records[mode], floors, dims)
     directed = n_networks * (n_networks - 1)
     naive = time_original_pwcca(min_pairs=naive_pairs, min_seconds=naive_seconds,
-                                threads=naive_threads or workers, seed=seed, **dims)
+                                threads=naive_threads, seed=seed, **dims)
     naive["directed_pairs"] = directed
     naive["all_pairs_seconds_estimated"] = naive["seconds_per_directed_pair"] * directed
     report["naive"] = _with_speedups(naive, naive["all_pairs_seconds_estimated"], report, modes)

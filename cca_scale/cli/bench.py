@@ -63,7 +63,7 @@ def add_parser(sub) -> None:
     p.add_argument("--datapoints", type=positive_int, default=10_000, help="m (default 10000)")
     p.add_argument("--neurons", type=positive_int, default=128, help="d (default 128)")
     p.add_argument("--workers", type=positive_int,
-                   help="local workers, and BLAS threads of the floor, naive and peer timings "
+                   help="local workers, and BLAS threads of the floor and peer timings "
                         "(default: cores)")
     p.add_argument("--tile", type=positive_int)
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
@@ -76,9 +76,9 @@ def add_parser(sub) -> None:
                    help="least directed pairs timed for the original's method (default 5)")
     p.add_argument("--naive-seconds", type=float, default=3.0,
                    help="least seconds spent timing the original's method (default 3)")
-    p.add_argument("--naive-threads", type=positive_int,
-                   help="BLAS threads of the original's method (default: --workers); on a "
-                        "loaded machine 1 avoids oversubscribed BLAS threads")
+    p.add_argument("--naive-threads", type=positive_int, default=1,
+                   help="BLAS threads of the original's method (default 1: a one-process loop "
+                        "of small LAPACK calls; 2 threads were 9x slower on a loaded 2-core box)")
     p.add_argument("--against", choices=["netrep"], help="also time this peer library")
     p.add_argument("--peer-python", metavar="PATH",
                    help="the Python that imports the peer (default: this one, if it can)")
