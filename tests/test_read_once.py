@@ -194,14 +194,29 @@ def test_hold_decision_follows_the_memory_share():
     assert not hold_coordinates([], dtype="float64", memory=8_000_000)
 
 
-def test_square_comparison_reads_the_data_once_and_equals_one_pair(client, small_store,
-                                                                    tmp_path):
-    matrix = engine_compare(small_store, layer="h", out=tmp_path / "o.zarr", client=client,
-                            tile=2)
+@pytest.fixture(scope="module")
+def threads_client():
+    """One in-process worker with two threads: the embedded cluster's shape."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        yield c
+
+
+def test_square_comparison_reads_the_data_once_and_equals_one_pair(threads_client, client,
+                                                                    small_store, tmp_path):
     one_pass = N * sum([8, 8, 6, 10, 8, 7]) * 8  # float64 activations
+    # several worker processes: each network read to factor it, then by each of its 3 tiles
+    streamed = engine_compare(small_store, layer="h", out=tmp_path / "s.zarr", client=client,
+                              tile=2).metadata["run_summary"]
+    assert streamed["bytes_read"] == 4 * one_pass and streamed["passes"] == 4.0
+    matrix = engine_compare(small_store, layer="h", out=tmp_path / "o.zarr",
+                            client=threads_client, tile=2)
     summary = matrix.metadata["run_summary"]
     assert summary["bytes_read"] == summary["data_bytes"] == one_pass
     assert summary["passes"] == 1.0
+    np.testing.assert_array_equal(matrix.values, load_distances(tmp_path / "s.zarr").values)
     store = ActivationStore.open(small_store)
     acts = [store.read(f"n{k}", "h").astype(np.float64) for k in range(6)]
     for i in range(6):
