@@ -215,6 +215,39 @@ def test_launch_local_gives_single_threaded_worker_processes_on_loopback():
     assert cluster.status.name == "closed"  # closing the client closed the cluster launch made
 
 
+@pytest.mark.timeout(60)
+def test_embedded_cluster_is_threads_in_this_process_with_one_blas_thread_each():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from cca_scale.runtime.client import open_client, worker_memory_bytes
+    from cca_scale.runtime.embedded import dashboard_link
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    with threadpool_limits(limits=2, user_api="blas"):  # what the caller had is restored after
+        client, owned = open_client(n_workers=3)
+        cluster = client.cluster
+        try:
+            assert owned
+            (worker,) = client.scheduler_info(n_workers=-1)["workers"].values()
+            assert worker["nthreads"] == 3
+            assert client.scheduler.address.startswith("inproc://")
+            assert set(client.run(os.getpid).values()) == {os.getpid()}
+            assert blas_threads() == {1}
+            assert client.submit(lambda: blas_threads()).result() == {1}
+            # A task's memory: the worker's limit shared by its threads.
+            assert worker_memory_bytes(client) == int(worker["memory_limit"]) // 3
+            link = dashboard_link(client)
+            assert link.startswith("http://127.0.0.1:") and link.endswith("/status")
+            http = cluster.scheduler.http_server
+            assert {s.getsockname()[0] for s in http._sockets.values()} == {"127.0.0.1"}
+        finally:
+            client.close()
+        assert cluster.status.name == "closed"
+        assert blas_threads() == {2}
+
+
 @requires_gpu
 @pytest.mark.gpu
 @pytest.mark.timeout(120)

@@ -307,14 +307,20 @@ def _has_client_tls(security: Any) -> bool:
     return security.get_connection_args("client").get("ssl_context") is not None
 
 
-def _owning_client(cluster: Any) -> "Client":
-    """A client for ``cluster`` that closes the cluster when it closes (or fails to start)."""
+def _owning_client(cluster: Any, *, on_close: Callable[[], Any] | None = None) -> "Client":
+    """A client for ``cluster`` that closes the cluster when it closes (or fails to start), then
+    calls ``on_close`` (once)."""
     try:
         client = _cluster_client_class()(cluster, set_as_default=True)
     except BaseException:
-        cluster.close()
+        try:
+            cluster.close()
+        finally:
+            if on_close is not None:
+                on_close()
         raise
     client._cca_scale_cluster = cluster
+    client._cca_scale_on_close = on_close
     return client
 
 
@@ -330,14 +336,20 @@ def _cluster_client_class() -> type:
             """A :class:`distributed.Client` that also closes the cluster ``launch`` started."""
 
             _cca_scale_cluster = None
+            _cca_scale_on_close = None
 
             def close(self, *args: Any, **kwargs: Any) -> Any:
                 try:
                     return super().close(*args, **kwargs)
                 finally:
                     cluster, self._cca_scale_cluster = self._cca_scale_cluster, None
-                    if cluster is not None and not sys.is_finalizing():
-                        cluster.close()
+                    on_close, self._cca_scale_on_close = self._cca_scale_on_close, None
+                    try:
+                        if cluster is not None and not sys.is_finalizing():
+                            cluster.close()
+                    finally:
+                        if on_close is not None:
+                            on_close()
 
         ClusterClient.__module__ = __name__
         _CLUSTER_CLIENT = ClusterClient
