@@ -215,6 +215,39 @@ def test_launch_local_gives_single_threaded_worker_processes_on_loopback():
     assert cluster.status.name == "closed"  # closing the client closed the cluster launch made
 
 
+@pytest.mark.timeout(60)
+def test_embedded_cluster_is_threads_in_this_process_with_one_blas_thread_each():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from cca_scale.runtime.client import open_client, worker_memory_bytes
+    from cca_scale.runtime.embedded import dashboard_link
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    with threadpool_limits(limits=2, user_api="blas"):  # what the caller had is restored after
+        client, owned = open_client(n_workers=3)
+        cluster = client.cluster
+        try:
+            assert owned
+            (worker,) = client.scheduler_info(n_workers=-1)["workers"].values()
+            assert worker["nthreads"] == 3
+            assert client.scheduler.address.startswith("inproc://")
+            assert set(client.run(os.getpid).values()) == {os.getpid()}
+            assert blas_threads() == {1}
+            assert client.submit(lambda: blas_threads()).result() == {1}
+            # A task's memory: the worker's limit shared by its threads.
+            assert worker_memory_bytes(client) == int(worker["memory_limit"]) // 3
+            link = dashboard_link(client)
+            assert link.startswith("http://127.0.0.1:") and link.endswith("/status")
+            http = cluster.scheduler.http_server
+            assert {s.getsockname()[0] for s in http._sockets.values()} == {"127.0.0.1"}
+        finally:
+            client.close()
+        assert cluster.status.name == "closed"
+        assert blas_threads() == {2}
+
+
 @requires_gpu
 @pytest.mark.gpu
 @pytest.mark.timeout(120)
@@ -521,7 +554,8 @@ def test_slurm_recipe_names_real_jobqueue_options():
     options = slurm_options(section)
     assert set(options) <= SLURM_CLUSTER_PARAMETERS
     assert options["job_extra_directives"] == ["--gres=gpu:1"]
-    assert options["worker_extra_args"] == ["--resources", "GPU=1"]
+    assert options["worker_extra_args"] == ["--resources", "GPU=1",
+                                            "--preload", "cca_scale.engine.tasks"]
     assert options["local_directory"].startswith("${TMPDIR")
     assert options["scheduler_options"] == {"dashboard_address": LOCAL_DASHBOARD}
     assert isinstance(options["walltime"], str)  # unquoted, YAML reads 04:00:00 as a number
@@ -736,6 +770,29 @@ def test_recipes_use_real_dask_command_line_options():
     assert {c for c, _ in commands} == {"scheduler", "worker", "cuda worker"}
     for command, options in commands:
         assert set(options) <= known[command], (command, set(options) - known[command])
+
+
+def test_workers_we_start_preload_the_task_module():
+    from cca_scale.runtime.specs import WORKER_PRELOAD
+
+    workers = []
+    for script in ("slurm/cca-scale.sbatch", "local-gpu/start-cluster.sh"):
+        text = (DEPLOY / script).read_text().replace("\\\n", " ")
+        workers += [line for line in text.splitlines()
+                    if re.search(r"\bdask (cuda )?worker\b", line.split("#")[0])]
+    manifests = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "daskcluster.yaml").read_text()))
+    for document in [*manifests, kubernetes_cluster_spec(image="x"),
+                     kubernetes_cluster_spec(image="x", gpus_per_worker=0)]:
+        for c in _pod_containers(document).get("worker", []):
+            workers.append(" ".join(c["args"]))
+    workers.append(" ".join(SLURM_DEFAULTS["worker_extra_args"]))
+    assert len(workers) == 8  # 2 + 2 shell commands, 1 + 2 pod specs, the SLURM defaults
+    for command in workers:
+        assert f"--preload {WORKER_PRELOAD}" in " ".join(command.split()), command
+    assert WORKER_PRELOAD == "cca_scale.engine.tasks"  # the module the tasks live in
+    from cca_scale.engine import tasks
+
+    assert tasks.tile_task.__module__ == tasks.prepare_task.__module__ == WORKER_PRELOAD
 
 
 def test_dask_cuda_worker_options_match_the_installed_dask_cuda():

@@ -72,13 +72,13 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="precision of the cross-product GEMMs (float32: about twice as fast, "
                         "agrees to ~1e-6; bases and pair kernels stay float64)")
-    where = p.add_argument_group("where it runs (default: a local cluster, one worker per core)")
+    where = p.add_argument_group("where it runs (default: a local cluster, a thread per core)")
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="use a running Dask scheduler, e.g. tcp://host:8786 or tls://host:8786")
     where.add_argument("--cluster", choices=["local", "local-gpu", "slurm", "kubernetes"],
                        help="start a cluster with cca_scale.launch() (see deploy/README.md)")
     where.add_argument("--workers", type=positive_int,
-                       help="local worker processes (default: cores)")
+                       help="parallel tasks of the local cluster: its threads (default: cores)")
     where.add_argument("--wait-workers", type=positive_int, metavar="N",
                        help="with --scheduler/--cluster: wait until N workers have joined")
     where.add_argument("--gpu", action="store_true",
@@ -91,7 +91,9 @@ def add_parser(sub) -> None:
                         "parameters; never replaces data cca-scale did not write")
     p.add_argument("--dry-run", action="store_true",
                    help="show what would be computed (tiles left, resume state) and stop")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar, and no dashboard address (printed once a run has "
+                        "many tiles or takes over CCA_SCALE_DASHBOARD_AFTER=5 seconds)")
     p.set_defaults(run=run)
 
 
@@ -115,6 +117,7 @@ def run(args) -> int:
         for key, value in info.items():
             print(f"{key}: {value}")
         return 0
+    from cca_scale.cli.dashboard import DashboardNotice, client_dashboard
     from cca_scale.engine.request import ComparisonRequest
     from cca_scale.runtime.client import command_line_client
 
@@ -127,9 +130,12 @@ def run(args) -> int:
                     backend="cupy" if args.gpu else "auto", **kwargs)
     print(handle.resume.line(), file=sys.stderr, flush=True)
     progress = TileProgress(handle.resume.total, handle.resume.done, quiet=args.quiet)
+    notice = DashboardNotice(client_dashboard(handle.client), quiet=args.quiet,
+                             tiles_left=handle.resume.total - handle.resume.done)
     try:
         matrix = handle.result(on_tile=progress)
     finally:
+        notice.cancel()
         progress.close()
         if client is not None:
             client.close()  # also closes a cluster launch() started

@@ -76,5 +76,32 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+#: Commands after which :func:`program` ends the process without the interpreter's teardown.
+FAST_EXIT = ("compare",)
+
+
+def program() -> None:
+    """The ``cca-scale`` program: :func:`main` on ``sys.argv``, then exit.
+
+    After ``compare`` (whose writes are all complete and whose cluster is closed when it returns)
+    the process ends with ``os._exit`` once the exit handlers have run and stdout/stderr are
+    flushed: the interpreter's teardown of the modules a comparison loads (Dask, Zarr, pandas)
+    took 0.3-0.4 s of every run, and nothing is left for it to do.
+    """
+    code = main()
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command in FAST_EXIT:
+        import atexit
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed or a broken pipe: nothing more to say
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    program()

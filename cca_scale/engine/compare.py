@@ -303,8 +303,9 @@ def compare(store, *, layer: str | list[str], out=None, metric: str | list[str] 
     timestep : int, 'all' or None
         Sequence timestep of recurrent layers; ``'all'`` gives a T x T comparison.
     client, scheduler, n_workers
-        A ``distributed.Client``, or a scheduler address, or (neither) an embedded LocalCluster
-        with ``n_workers`` single-threaded worker processes (default: one per core).
+        A ``distributed.Client``, or a scheduler address, or (neither) an embedded in-process
+        LocalCluster with ``n_workers`` task threads (default: one per core) and one BLAS thread
+        per task while it runs (see :mod:`cca_scale.runtime.embedded`).
     backend : {'auto', 'numpy', 'cupy'}
         ``'cupy'`` runs tasks on workers declaring ``GPU=1``; ``'auto'`` picks it when there are.
     dtype : {None, 'float32', 'float64'}

@@ -12,10 +12,11 @@ def open_client(*, client=None, scheduler: str | None = None, n_workers: int | N
                 gpu: bool = False):
     """Return ``(client, owned)``; ``owned`` clients (and their clusters) are closed by the caller.
 
-    No client and no address: an embedded ``LocalCluster`` with one single-threaded worker process
-    per core (each worker's BLAS gets one thread; oversubscription slows BLAS by orders of
-    magnitude), dashboard on a free port of 127.0.0.1. ``gpu=True`` starts a dask-cuda
-    ``LocalCUDACluster`` instead.
+    No client and no address: an embedded in-process cluster with ``n_workers`` task threads
+    (default: one per usable core) and BLAS limited to one thread per task while it runs; see
+    :mod:`cca_scale.runtime.embedded` for why threads and not worker processes. Its dashboard
+    listens on a free port of 127.0.0.1. ``gpu=True`` starts a dask-cuda ``LocalCUDACluster``
+    instead.
     """
     if client is not None:
         return client, False
@@ -25,8 +26,9 @@ def open_client(*, client=None, scheduler: str | None = None, n_workers: int | N
         return launch("address", address=scheduler), True
     if gpu:
         return launch("local-gpu"), True
-    return launch("local", n_workers=n_workers or local_worker_count(),
-                  dashboard_address="127.0.0.1:0"), True
+    from cca_scale.runtime.embedded import embedded_client
+
+    return embedded_client(n_threads=n_workers or local_worker_count()), True
 
 
 def command_line_client(*, cluster: str | None = None, scheduler: str | None = None,
@@ -42,16 +44,20 @@ def command_line_client(*, cluster: str | None = None, scheduler: str | None = N
         client = launch(cluster, **({"n_workers": n_workers}
                                     if n_workers and cluster == "local" else {}))
     if wait_workers:
+        embedded = client is None and not scheduler and not gpu
         client, _ = open_client(client=client, scheduler=scheduler,
                                 n_workers=n_workers or wait_workers, gpu=gpu)
-        client.wait_for_workers(wait_workers, timeout=600)
+        # The embedded cluster's task threads all live in its one worker, there once started.
+        client.wait_for_workers(1 if embedded else wait_workers, timeout=600)
     return client
 
 
 def worker_memory_bytes(client) -> int:
-    """The smallest memory limit among the workers (0 when unlimited or unknown)."""
+    """The smallest memory one task may use: a worker's memory limit shared by its threads, the
+    smallest among the workers (0 when unlimited or unknown)."""
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    limits = [int(w.get("memory_limit") or 0) // max(1, int(w.get("nthreads") or 1))
+              for w in workers]
     limits = [m for m in limits if m > 0]
     return min(limits) if limits else 0
 

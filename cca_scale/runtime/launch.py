@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 import dask
 
 from cca_scale.errors import LaunchError
-from cca_scale.runtime.specs import LOCAL_DASHBOARD, SLURM_DEFAULTS, _slurm_config_file, \
-    kubernetes_cluster_spec
+from cca_scale.runtime.specs import LOCAL_DASHBOARD, SLURM_DEFAULTS, WORKER_PRELOAD, \
+    _slurm_config_file, kubernetes_cluster_spec
 from cca_scale.runtime.tls import _security
 
 if TYPE_CHECKING:  # distributed is imported lazily: ``import cca_scale`` stays cheap.
@@ -70,13 +70,14 @@ def launch(kind: str, /, **options: Any) -> "Client":
 
         ``"local"``: ``n_workers`` (default: the usable cores), ``threads_per_worker=1``,
         ``memory_limit="auto"``, ``dashboard_address="127.0.0.1:8787"`` (None: no dashboard),
-        ``host="127.0.0.1"``, ``security=None``.
+        ``host="127.0.0.1"``, ``security=None``, ``preload=["cca_scale.engine.tasks"]`` (the
+        workers import the task module as they start, not in their first task).
 
         ``"local-gpu"``: ``devices`` (GPU ids or ``"0,1"``; default all visible), ``n_workers``,
         ``threads_per_worker=1``, ``rmm_pool_size=None`` (bytes, ``"40GB"`` or a fraction of the
         device like ``0.8``; CuPy then allocates from the pool), ``device_memory_limit="default"``,
         ``memory_limit="auto"``, ``local_directory``, ``dashboard_address``, ``host``,
-        ``security``, ``resources`` (added to ``{"GPU": 1}``).
+        ``security``, ``resources`` (added to ``{"GPU": 1}``), ``preload`` (as ``"local"``).
 
         ``"slurm"``: ``n_workers=1`` (SLURM jobs, one worker each), ``config_file`` (a YAML in
         the format of deploy/slurm/jobqueue.yaml whose ``jobqueue.slurm`` values replace
@@ -149,6 +150,7 @@ def _local(*, n_workers: int | None = None, threads_per_worker: int = 1,
     if n_workers is None:
         n_workers = local_worker_count()
     cluster_options.setdefault("processes", True)  # one process each: no GIL contention
+    cluster_options.setdefault("preload", [WORKER_PRELOAD])
     with dask.config.set(SCHEDULER_SETTINGS):
         cluster = LocalCluster(
             n_workers=n_workers, threads_per_worker=threads_per_worker,
@@ -173,6 +175,7 @@ def _local_gpu(*, devices: str | Iterable[int] | None = None, n_workers: int | N
                  "pip install 'rmm-cu12==26.10.*' (part of the cca-scale[cuda] extra)")
         # A pool only helps if CuPy allocates from it.
         cluster_options.setdefault("rmm_allocator_external_lib_list", ["cupy"])
+    cluster_options.setdefault("preload", [WORKER_PRELOAD])
     if devices is not None and not isinstance(devices, str):
         devices = [int(d) for d in devices]
     with dask.config.set(SCHEDULER_SETTINGS):
@@ -307,14 +310,20 @@ def _has_client_tls(security: Any) -> bool:
     return security.get_connection_args("client").get("ssl_context") is not None
 
 
-def _owning_client(cluster: Any) -> "Client":
-    """A client for ``cluster`` that closes the cluster when it closes (or fails to start)."""
+def _owning_client(cluster: Any, *, on_close: Callable[[], Any] | None = None) -> "Client":
+    """A client for ``cluster`` that closes the cluster when it closes (or fails to start), then
+    calls ``on_close`` (once)."""
     try:
         client = _cluster_client_class()(cluster, set_as_default=True)
     except BaseException:
-        cluster.close()
+        try:
+            cluster.close()
+        finally:
+            if on_close is not None:
+                on_close()
         raise
     client._cca_scale_cluster = cluster
+    client._cca_scale_on_close = on_close
     return client
 
 
@@ -330,14 +339,20 @@ def _cluster_client_class() -> type:
             """A :class:`distributed.Client` that also closes the cluster ``launch`` started."""
 
             _cca_scale_cluster = None
+            _cca_scale_on_close = None
 
             def close(self, *args: Any, **kwargs: Any) -> Any:
                 try:
                     return super().close(*args, **kwargs)
                 finally:
                     cluster, self._cca_scale_cluster = self._cca_scale_cluster, None
-                    if cluster is not None and not sys.is_finalizing():
-                        cluster.close()
+                    on_close, self._cca_scale_on_close = self._cca_scale_on_close, None
+                    try:
+                        if cluster is not None and not sys.is_finalizing():
+                            cluster.close()
+                    finally:
+                        if on_close is not None:
+                            on_close()
 
         ClusterClient.__module__ = __name__
         _CLUSTER_CLIENT = ClusterClient

@@ -11,7 +11,14 @@ from typing import Any, Mapping
 
 from cca_scale.errors import LaunchError
 
-__all__ = ["LOCAL_DASHBOARD", "SLURM_DEFAULTS", "kubernetes_cluster_spec", "slurm_options"]
+__all__ = ["LOCAL_DASHBOARD", "SLURM_DEFAULTS", "WORKER_PRELOAD", "kubernetes_cluster_spec",
+           "slurm_options"]
+
+#: The module the engine's tasks live in, preloaded by the workers we start (``--preload``):
+#: imported while a worker starts rather than by its first task. Measured on a cold 2-process
+#: LocalCluster (2 cores, 3 rounds): first tasks 1.3-2.2 s -> 0.05 s after the workers joined,
+#: start plus first tasks 0.34-0.42 s shorter in all.
+WORKER_PRELOAD = "cca_scale.engine.tasks"
 
 #: Where launched dashboards listen unless asked otherwise: this machine only. Reach one from
 #: elsewhere through an SSH tunnel (``ssh -L 8787:127.0.0.1:8787 HOST``) or
@@ -29,7 +36,7 @@ SLURM_DEFAULTS: dict[str, Any] = {
     "job_cpu": 8,
     "walltime": "04:00:00",
     "job_extra_directives": ["--gres=gpu:1"],
-    "worker_extra_args": ["--resources", "GPU=1"],
+    "worker_extra_args": ["--resources", "GPU=1", "--preload", WORKER_PRELOAD],
     "local_directory": "${TMPDIR:-/tmp}",
     "death_timeout": 120,
     "scheduler_options": {"dashboard_address": LOCAL_DASHBOARD},
@@ -80,9 +87,9 @@ def kubernetes_cluster_spec(*, name: str = "cca-scale", image: str, n_workers: i
     holds a GPU it never uses; this spec sets ``nvidia.com/gpu`` on the worker container alone.
     Each worker runs ``dask cuda worker`` (one process per GPU of the pod) with
     ``--resources GPU=1`` and ``--nthreads 1``; with ``gpus_per_worker=0`` it runs a plain
-    single-threaded ``dask worker`` without GPU limits or resources. Dashboards listen on
-    127.0.0.1 inside their pods (``kubectl port-forward`` reaches them); readiness is probed on
-    the scheduler's comm port.
+    single-threaded ``dask worker`` without GPU limits or resources. Both ``--preload``
+    :data:`WORKER_PRELOAD`. Dashboards listen on 127.0.0.1 inside their pods (``kubectl
+    port-forward`` reaches them); readiness is probed on the scheduler's comm port.
 
     Returns
     -------
@@ -103,8 +110,8 @@ def kubernetes_cluster_spec(*, name: str = "cca-scale", image: str, n_workers: i
                             "--set-rmm-allocator-for-libs", "cupy"]
     else:
         worker_args = ["dask", "worker", "--nthreads", "1", "--nworkers", "1"]
-    worker_args += ["--name", "$(DASK_WORKER_NAME)", "--dashboard-address", "127.0.0.1:8788",
-                    "--local-directory", "/scratch"]
+    worker_args += ["--preload", WORKER_PRELOAD, "--name", "$(DASK_WORKER_NAME)",
+                    "--dashboard-address", "127.0.0.1:8788", "--local-directory", "/scratch"]
     worker_pod: dict[str, Any] = {
         "containers": [{
             "name": "worker", "image": image, "args": worker_args, "env": env_list,

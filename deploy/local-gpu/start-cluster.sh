@@ -58,10 +58,12 @@ if [[ "$CCA_WORKERS" == gpu ]]; then
     dask cuda worker --scheduler-file "$SCHEDULER_FILE" --host 127.0.0.1 --nthreads 1 \
         --resources GPU=1 --rmm-pool-size "${CCA_RMM_POOL_SIZE:-0.8}" \
         --set-rmm-allocator-for-libs cupy --no-dashboard --local-directory "${TMPDIR:-/tmp}" \
+        --preload cca_scale.engine.tasks \
         >"$RUN_DIR/workers.log" 2>&1 &
 else
     dask worker --scheduler-file "$SCHEDULER_FILE" --host 127.0.0.1 --nthreads 1 \
         --nworkers "$(nproc)" --no-dashboard --local-directory "${TMPDIR:-/tmp}" \
+        --preload cca_scale.engine.tasks \
         >"$RUN_DIR/workers.log" 2>&1 &
 fi
 WORKERS_PID=$!
