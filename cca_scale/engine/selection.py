@@ -208,14 +208,16 @@ def resolve_request(store, req) -> Resolved:
     n_neurons`` for CCA metrics (unless ``allow_underdetermined``), different widths for the
     neuron-aligned metrics.
     """
-    rows, cols, square = resolve_axes(store, layer=req.layer, networks=req.networks,
-                                      against=req.against, step=req.step,
-                                      against_step=req.against_step,
-                                      against_layer=req.against_layer, timestep=req.timestep)
-    row_readers = [store.reader(i.network, i.layer, step=i.step, timestep=i.timestep)
-                   for i in rows]
-    col_readers = row_readers if square else [
-        store.reader(i.network, i.layer, step=i.step, timestep=i.timestep) for i in cols]
+    with store.snapshot():
+        rows, cols, square = resolve_axes(store, layer=req.layer, networks=req.networks,
+                                          against=req.against, step=req.step,
+                                          against_step=req.against_step,
+                                          against_layer=req.against_layer,
+                                          timestep=req.timestep)
+        row_readers = [store.reader(i.network, i.layer, step=i.step, timestep=i.timestep)
+                       for i in rows]
+        col_readers = row_readers if square else [
+            store.reader(i.network, i.layer, step=i.step, timestep=i.timestep) for i in cols]
     counts = {int(r.shape[0]) for r in row_readers + col_readers}
     if len(counts) != 1:
         raise CcaScaleError(f"The selected layers have different numbers of datapoints: "

@@ -311,6 +311,11 @@ class ActivationStore:
         return self._catalog.verify(self.networks(networks), read=read,
                                     n_datapoints=self.n_datapoints)
 
+    def snapshot(self):
+        """A context manager: within it, each metadata document is read once (a consistent view
+        for the many questions resolving a comparison asks)."""
+        return self._catalog.snapshot()
+
     def content_fingerprint(self, items: Iterable[Any]) -> str:
         """sha256 hex of what a computation read: ``n_datapoints`` plus, for each item in the
         order given, ``(network, layer, step, write_id)`` (and the timestep, when set).

@@ -11,6 +11,8 @@ checks every array's chunks (``verify``) and fingerprints what a computation rea
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 from typing import Any, Iterable
@@ -52,11 +54,35 @@ class Catalog:
     def __init__(self, zstore, location: Location):
         self.zstore = zstore
         self.location = location
+        self._memo: dict | None = None  # a snapshot's documents and arrays, while one is open
+
+    @contextlib.contextmanager
+    def snapshot(self):
+        """Within the block, each document and array is read once and remembered: one
+        consistent view of the store, and one round trip per node instead of one per question
+        (resolving a comparison asks about each network several times). Nested blocks share
+        the outer one's view."""
+        if self._memo is not None:
+            yield self
+            return
+        self._memo = {}
+        try:
+            yield self
+        finally:
+            self._memo = None
+
+    def _remembered(self, key: tuple, read):
+        if self._memo is None:
+            return read()
+        if key not in self._memo:
+            self._memo[key] = read()
+        return self._memo[key]
 
     def _children(self, prefix: str, kind: str) -> dict[str, dict]:
         """{name: attributes} of the child nodes of ``prefix``, each checked as a ``kind``
         ('network', 'layer', 'array'). Writes in progress are left out; damage raises."""
-        return documents.child_documents(self.zstore, self.location, prefix, kind)
+        return self._remembered(("children", prefix, kind), lambda: documents.child_documents(
+            self.zstore, self.location, prefix, kind))
 
     # -- networks --------------------------------------------------------------------------------
     def network_docs(self) -> list[tuple[str, dict]]:
@@ -95,8 +121,9 @@ class Catalog:
     def check_network(self, network: str) -> str:
         """``network``, checked to be a name the store holds."""
         network = check_name(network, kind="network")
-        if documents.node_document(self.zstore, self.location, layout.network_path(network),
-                                   "network") is None:
+        path = layout.network_path(network)
+        if self._remembered(("node", path), lambda: documents.node_document(
+                self.zstore, self.location, path, "network")) is None:
             raise self.not_found(network)
         return network
 
@@ -142,6 +169,10 @@ class Catalog:
         network = check_name(network, kind="network")
         layer = check_name(layer, kind="layer")
         step = check_step(step)
+        return self._remembered(("array", network, layer, step),
+                                lambda: self._open_array(network, layer, step))
+
+    def _open_array(self, network: str, layer: str, step: int | None) -> zarr.Array:
         path = layout.array_path(network, layer, step)
         # The network's and layer's documents too (read at once): damage there is reported,
         # not read past.
