@@ -10,7 +10,7 @@ Why threads rather than one single-threaded worker process per core (what ``laun
 still starts): the tasks spend their time in NumPy's BLAS/LAPACK and in Zarr/numcodecs decoding,
 which release the GIL, and a comparison started from a command is short-lived, so the fixed
 costs of worker processes dominate small runs. Measured on a shared 2-core machine (load ~2,
-whole ``cca-scale compare`` processes, 3-4 interleaved rounds, min): starting the cluster 0.05 s
+whole ``cca-scale compare`` processes, 7 interleaved rounds, min): starting the cluster 0.05 s
 instead of 0.67 s, closing it 0.01 s instead of 0.45 s, no package import in fresh worker
 processes before the first task, no serialization of bases between processes; 64 networks x
 5,000 x 64 took 5.2 s instead of 7.4 s, 32 x 10,000 x 128 7.2 s instead of 8.7 s, with the
