@@ -45,3 +45,24 @@ def test_a_short_run_does_not_print_it(small_store, tmp_path, capsys, monkeypatc
     monkeypatch.setenv("CCA_SCALE_DASHBOARD_AFTER", "600")
     assert _compare(small_store, tmp_path / "c.zarr") == 0
     assert "dashboard:" not in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_tiles_written_side_by_side_in_threads_are_all_done(small_store, tmp_path, monkeypatch):
+    """Every chunk of a tile is written, also one equal to the fill value (no pair ill-posed),
+    whatever the process-wide Zarr setting: the embedded cluster's tasks share one process, and
+    one task leaving ``zarr.config.set(...)`` resets the setting under the others."""
+    import contextlib
+
+    import zarr
+
+    from cca_scale.engine.output import ComparisonOutput
+
+    monkeypatch.setattr(zarr.config, "set", lambda *a, **k: contextlib.nullcontext())
+    zarr.config.refresh()  # write_empty_chunks: False, the default
+    assert zarr.config.get("array.write_empty_chunks") is False
+    out = tmp_path / "threads.zarr"
+    matrix = cca_scale.compare(small_store, layer="h", out=out, tile=1, n_workers=2)
+    assert not matrix.n_ill_posed
+    done = ComparisonOutput.open(out).done_mask()
+    assert done.shape == (4, 4) and done.all()

@@ -444,13 +444,15 @@ def _write_tile_chunks(path, tile, blocks, mirrored, prefix) -> None:
     group = zarr.open_group(store=path, mode="r+", zarr_format=3)
     prefix = _default_prefix(group, prefix)
     # Every chunk is written, also one equal to the fill value (an all-NaN rho of CKA, no pair
-    # ill-posed): a missing chunk then always means a lost one (see done_mask).
-    with zarr.config.set({"array.write_empty_chunks": True}):
-        for name in PAIR_ARRAYS:  # diagnostics first, distance last
-            arr = group[f"{prefix}{name}"]
-            arr[tile.r0:tile.r1, tile.c0:tile.c1] = blocks[name]
-            if mirrored is not None and not tile.diagonal:
-                arr[tile.c0:tile.c1, tile.r0:tile.r1] = mirrored[name]
+    # ill-posed): a missing chunk then always means a lost one (see done_mask). Set on each
+    # array, never with zarr.config.set: that is process-wide, and tile tasks run side by side
+    # in threads of one worker, where one task's exit from the setting dropped another's
+    # all-fill chunks (tiles flagged done without their ill_posed chunk, recomputed on resume).
+    for name in PAIR_ARRAYS:  # diagnostics first, distance last
+        arr = group[f"{prefix}{name}"].with_config({"write_empty_chunks": True})
+        arr[tile.r0:tile.r1, tile.c0:tile.c1] = blocks[name]
+        if mirrored is not None and not tile.diagonal:
+            arr[tile.c0:tile.c1, tile.r0:tile.r1] = mirrored[name]
     done = group[f"{prefix}{DONE}"]
     done[tile.bi, tile.bj] = 1
     if tile.mirrored:
