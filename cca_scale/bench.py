@@ -192,7 +192,7 @@ _MIB_READ = re.compile(r"([\d,]+(?:\.\d+)?) MiB read from the store")
 
 
 def _timed_compare(store_path, out_path, *, metrics, workers: int, dtype: str, gpu: bool,
-                   tile: int | None, client=None) -> dict:
+                   tile: int | None, client=None, variant: str = "paper") -> dict:
     """One comparison, timed: in this process on ``client`` (a warm cluster: the engine alone),
     or, without a client, as a whole ``cca-scale compare`` process (imports, cluster start and
     teardown included). Returns ``seconds`` and what the output recorded: ``timings`` and
@@ -207,7 +207,7 @@ def _timed_compare(store_path, out_path, *, metrics, workers: int, dtype: str, g
         matrix = compare(str(store_path), layer="hidden", out=str(out_path),
                          metric=metrics[0] if len(metrics) == 1 else list(metrics),
                          client=client, overwrite=True, dtype=dtype, tile=tile,
-                         backend="cupy" if gpu else "auto")
+                         variant=variant, backend="cupy" if gpu else "auto")
         seconds = time.perf_counter() - t
         matrix = next(iter(matrix.values())) if isinstance(matrix, dict) else matrix
         summary = matrix.metadata.get("run_summary") or {}
@@ -215,7 +215,8 @@ def _timed_compare(store_path, out_path, *, metrics, workers: int, dtype: str, g
                 "bytes_read": summary.get("bytes_read"), "tile": matrix.metadata.get("tile")}
     cmd = [sys.executable, "-m", "cca_scale.cli.main", "compare", str(store_path),
            "--layer", "hidden", "--out", str(out_path), "--quiet", "--overwrite",
-           "--metric", ",".join(metrics), "--workers", str(workers), "--dtype", dtype] + \
+           "--metric", ",".join(metrics), "--workers", str(workers), "--dtype", dtype,
+           "--variant", variant] + \
         (["--gpu"] if gpu else []) + (["--tile", str(tile)] if tile else [])
     t = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -231,9 +232,10 @@ def _bench_client(workers: int, gpu: bool, whole_process: bool):
     if whole_process:
         return None
     from cca_scale.runtime import launch
+    from cca_scale.runtime.embedded import embedded_client
 
-    return launch("local-gpu") if gpu else launch("local", n_workers=workers,
-                                                  dashboard_address="127.0.0.1:0")
+    # the cluster 'cca-scale compare' starts for itself (threads in this process), kept warm
+    return launch("local-gpu") if gpu else embedded_client(n_threads=workers, dashboard=False)
 
 
 def _floor_gflops(dtype: str, workers: int, gpu: bool) -> float:
@@ -274,7 +276,7 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
                  naive_pairs: int = 5, naive_seconds: float = 3.0,
                  naive_threads: int = 1, against: str | None = None,
                  peer_python: str | None = None, workdir: str | None = None,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, variant: str = "paper") -> dict:
     """``rounds`` rounds on one synthetic store, each: the whole ``cca-scale compare`` process
     and the engine on a warm in-process local cluster (order alternated between rounds; with
     ``whole_process`` the process only), then the GEMM floor's matmul rate measured again.
@@ -308,7 +310,7 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
                 for mode in (modes if r % 2 == 0 else modes[::-1]):
                     records[mode].append(_timed_compare(
                         store_path, root / f"{mode}.zarr", metrics=["pwcca"], workers=workers,
-                        dtype=dtype, gpu=gpu, tile=tile,
+                        dtype=dtype, gpu=gpu, tile=tile, variant=variant,
                         client=client if mode == "warm_client" else None))
                 rates.append(_floor_gflops(dtype, workers, gpu))
                 floors.append(gemm_floor_seconds(gflops=rates[-1], **dims))
@@ -320,7 +322,8 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
     report = {
         "workload": {"networks": n_networks, "datapoints": n_datapoints, "neurons": n_neurons,
                      "dtype": dtype, "workers": workers, "gpu": gpu, "rounds": rounds,
-                     "tile": records["whole_process"][0]["tile"], "metric": "pwcca"},
+                     "tile": records["whole_process"][0]["tile"], "metric": "pwcca",
+                     "variant": variant},
         "floor": {"definition": FLOOR_DEFINITION, "flops": gemm_floor_flops(**dims),
                   "blas_threads": None if gpu else workers,
                   "matmul_gflops": summarize(rates), "seconds": summarize(floors)},

@@ -28,16 +28,12 @@ Figures (min / median / max over the rounds; the machine may be shared: compare 
                      pairs (per-pair kernels), write
   bytes read         activation bytes read from the store per run, and that as passes over the
                      data: bytes / (N * m * d * 4); 1.0 means each network read once
-  naive              the original implementation's method (google/svcca compute_pwcca,
-                     transcribed as cca_scale.core.pairs.original_pwcca_similarity, one
-                     direction per call), timed on sampled directed pairs until at least
-                     --naive-pairs pairs and --naive-seconds seconds, extrapolated to all
-                     N*(N-1) directed pairs; speedups are its estimate over the median times
-  peer (--against netrep)  netrep's all-pairs (LinearMetric(alpha=0), per-network fits cached)
-                     on the same networks, run by benchmarks/peer_netrep.py with --peer-python:
-                     "helper" is netrep's own multiset.pairwise_distances(enable_caching=True),
-                     "cached loop" the same distances from its cached fits with one GEMM and
-                     one SVD per pair; speedups over each are given
+  naive              the original implementation's method (google/svcca compute_pwcca as
+                     cca_scale.core.pairs.original_pwcca_similarity) on sampled directed pairs
+                     (>= --naive-pairs and --naive-seconds), extrapolated to all N*(N-1)
+  peer (--against netrep)  netrep's all-pairs on the same networks (benchmarks/peer_netrep.py,
+                     --peer-python): its own pairwise_distances with cached fits ("helper"),
+                     and a loop of one GEMM and one SVD per pair over its fits ("cached loop")
 """
 
 EXAMPLES = """\
@@ -49,9 +45,7 @@ examples:
   cca-scale bench --core                                  # one pair, one thread
   cca-scale bench --gpu --dtype float32 --networks 64 --datapoints 50000 --neurons 512
   cca-scale bench --metrics pwcca,mean_cca,cka --compare-single   # one pass vs pwcca alone
-
-netrep is not on PyPI and never a dependency: make a venv for it with
-  python benchmarks/peer_netrep.py --make-venv /work/.bench-venv --netrep-src DIR
+netrep is never a dependency: see benchmarks/README.md for its venv.
 """
 
 
@@ -67,6 +61,7 @@ def add_parser(sub) -> None:
                         "(default: cores)")
     p.add_argument("--tile", type=positive_int)
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--variant", choices=["paper", "svcca"], default="paper", help="PWCCA's")
     p.add_argument("--gpu", action="store_true",
                    help="run the engine on local GPUs (dask-cuda); the floor uses the GPU's rate")
     p.add_argument("--rounds", type=positive_int, default=3, help="rounds (default 3)")
@@ -77,8 +72,7 @@ def add_parser(sub) -> None:
     p.add_argument("--naive-seconds", type=float, default=3.0,
                    help="least seconds spent timing the original's method (default 3)")
     p.add_argument("--naive-threads", type=positive_int, default=1,
-                   help="BLAS threads of the original's method (default 1: a one-process loop "
-                        "of small LAPACK calls; 2 threads were 9x slower on a loaded 2-core box)")
+                   help="BLAS threads of the original's method (default 1: small LAPACK calls)")
     p.add_argument("--against", choices=["netrep"], help="also time this peer library")
     p.add_argument("--peer-python", metavar="PATH",
                    help="the Python that imports the peer (default: this one, if it can)")
@@ -142,7 +136,8 @@ def run(args) -> int:
                               whole_process=args.whole_process, naive_pairs=args.naive_pairs,
                               naive_seconds=args.naive_seconds,
                               naive_threads=args.naive_threads, against=args.against,
-                              peer_python=args.peer_python, workdir=args.workdir)
+                              peer_python=args.peer_python, workdir=args.workdir,
+                              variant=args.variant)
         title = (f"engine: all-pairs pwcca, {args.rounds} round(s), min / median / max "
                  "(a shared machine is noisy: compare minimums)")
     _show(title, report)

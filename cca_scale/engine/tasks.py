@@ -77,10 +77,11 @@ def coords_task(reader, *, dtype: str, backend: str, rtol: float | None = None,
     basis = _factor(xp, lambda: (raw[s:s + rows] for s in range(0, n, rows)), rtol=rtol,
                     who=who)
     mean, whitener_t = _orthonormal_map(xp, basis.to(xp))
+    raw -= mean.T  # centred once, in place: the same numbers _project makes block by block
     qt = xp.empty((basis.rank, n), dtype=np.dtype(dtype))
     for start in range(0, n, block_rows):
         stop = min(n, start + block_rows)
-        _project(xp, mean, whitener_t, raw[start:stop], qt[:, start:stop])
+        _apply(xp, whitener_t, raw[start:stop].T, qt[:, start:stop])
     return Coordinates(basis=basis, qt=to_host(qt), bytes_read=nbytes)
 
 
@@ -300,10 +301,16 @@ def _orthonormal_map(xp, basis: Basis):
 
 def _project(xp, mean, whitener_t, raw, target) -> None:
     """``target[...] = whitener^T (raw^T - mean)``: orthonormal coordinates of a block of
-    datapoints (``raw``: host, shape (width, n_neurons)), computed in float64 and rounded to
+    datapoints (``raw``: shape (width, n_neurons)), computed in float64 and rounded to
     ``target``'s dtype (shape (rank, width))."""
-    chunk = xp.asarray(raw, dtype=xp.float64)
+    _apply(xp, whitener_t, xp.asarray(raw, dtype=xp.float64).T - mean, target)
+
+
+def _apply(xp, whitener_t, centred_t, target) -> None:
+    """``target[...] = whitener^T centred_t`` (``centred_t``: float64, shape (n_neurons, width),
+    the transpose of C-ordered centred rows: the same layout whether made here or by
+    :func:`_project`, so the same GEMM and the same bits)."""
     if target.dtype == xp.float64 and target.flags.c_contiguous:
-        xp.matmul(whitener_t, chunk.T - mean, out=target)
-    else:  # a float32 target, or the last, shorter block: not a contiguous view
-        target[...] = whitener_t @ (chunk.T - mean)
+        xp.matmul(whitener_t, centred_t, out=target)
+    else:  # a float32 target, or a block of a wider array: not a contiguous view
+        target[...] = whitener_t @ centred_t
