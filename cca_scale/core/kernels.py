@@ -237,22 +237,13 @@ def _original_weights(side: SvccaSide, coef: np.ndarray) -> np.ndarray:
 
 def _project_on_span(cols: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """``p.T @ targets`` where ``cols = p @ r`` is the thin QR of ``cols`` (shape (n, c), c <= n;
-    ``targets`` (n, t); result (c, t)), up to the signs of its rows.
+    ``targets`` (n, t); result (c, t)).
 
-    LAPACK's Householder QR (``geqrf``) with ``Q.T`` applied to ``targets`` (``ormqr``): the rows
-    of ``Q.T @ targets`` for the first ``c`` columns of ``Q`` are ``p.T @ targets``. ``p`` is never
-    formed, which saves ``numpy.linalg.qr``'s ``orgqr`` and a GEMM (about half the time at 256).
-    """
-    from scipy.linalg import lapack  # here: importing scipy.linalg costs ~0.5 s at start-up
-
-    c = cols.shape[1]
-    qr, tau, _, info = lapack.dgeqrf(cols)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"QR failed (LAPACK dgeqrf info={info})")
-    out, _, info = lapack.dormqr("L", "T", qr, tau, targets, max(1, 64 * targets.shape[1]))
-    if info != 0:
-        raise np.linalg.LinAlgError(f"QR failed (LAPACK dormqr info={info})")
-    return out[:c]
+    NumPy's QR, not SciPy's LAPACK wrappers: SciPy brings its own BLAS, which the engine's
+    one-thread-per-task limit (set when the cluster starts) does not reach, so its calls from
+    two task threads oversubscribed the cores (1.6x the CPU time for the same tiles)."""
+    p, _ = np.linalg.qr(cols)
+    return p.T @ targets
 
 
 def projection_weights(projections):
