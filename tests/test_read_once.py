@@ -260,3 +260,24 @@ def test_a_tile_gives_the_same_bits_whatever_the_layout_its_inputs_arrive_in(tmp
     np.testing.assert_array_equal(here.values, moved.values)
     basis = prepare_task(ActivationStore.open(small_store).reader("n0", "h"))
     assert basis.vt.flags.c_contiguous
+
+
+# -- fixed costs: resolving a comparison -------------------------------------------------------
+
+def test_resolving_reads_each_networks_documents_in_few_round_trips(tmp_path, monkeypatch, rng):
+    """A snapshot with prefetching: the per-network round trips to the store do not pile up
+    (each used to cost ~7 sequential reads), and the selection is the same as without it."""
+    from cca_scale.engine.request import ComparisonRequest
+    from cca_scale.engine.selection import resolve_request
+    from cca_scale.store import zarr_io
+
+    store = ActivationStore.create(tmp_path / "acts.zarr", n_datapoints=50)
+    for k, x in enumerate(_relu_layers(rng, [4] * 12, n=50)):
+        store.add(f"n{k}", "h", x)
+    calls = []
+    real = zarr_io.run
+    monkeypatch.setattr(zarr_io, "run", lambda coro: calls.append(1) or real(coro))
+    req = ComparisonRequest.build(layer="h")
+    res = resolve_request(ActivationStore.open(tmp_path / "acts.zarr"), req)
+    assert [i.network for i in res.rows] == [f"n{k}" for k in range(12)]
+    assert len(calls) <= 2 * 12 + 6, len(calls)  # opening each array, plus a few in all

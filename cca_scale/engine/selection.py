@@ -115,8 +115,10 @@ def resolve_items(store, *, layer, networks=None, step: StepSpec = None,
             f"The selection {networks!r} matched none of the store's {total} networks. "
             "See 'cca-scale info STORE' for their attributes."
         )
+    store.prefetch(ids)  # one round trip for every network's documents (within a snapshot)
     many = not isinstance(layer, str) or layer == "all"
     layers = _layer_list(store, ids, layer) if many else [layer]
+    store.prefetch(ids, [name for name in layers if all(name in store.layers(n) for n in ids)])
     for name in layers:
         missing = [n for n in ids if name not in store.layers(n)]
         if missing:

@@ -316,6 +316,11 @@ class ActivationStore:
         for the many questions resolving a comparison asks)."""
         return self._catalog.snapshot()
 
+    def prefetch(self, networks: list[str], layers: list[str] | None = None) -> None:
+        """Within :meth:`snapshot`: read these networks' documents (and, with ``layers``, those
+        layers' array lists) concurrently, in one round trip."""
+        self._catalog.prefetch(networks, layers)
+
     def content_fingerprint(self, items: Iterable[Any]) -> str:
         """sha256 hex of what a computation read: ``n_datapoints`` plus, for each item in the
         order given, ``(network, layer, step, write_id)`` (and the timestep, when set).

@@ -11,6 +11,7 @@ checks every array's chunks (``verify``) and fingerprints what a computation rea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import hashlib
@@ -77,6 +78,37 @@ class Catalog:
         if key not in self._memo:
             self._memo[key] = read()
         return self._memo[key]
+
+    def prefetch(self, networks: list[str], layers: list[str] | None = None) -> None:
+        """Within a :meth:`snapshot`, read the documents of ``networks`` (their nodes and layer
+        lists) and, with ``layers``, of those layers (their array lists), all concurrently in
+        one round trip, instead of one network after another. Anything that fails to read is
+        left out, to be read (and reported) where it is asked for."""
+        if self._memo is None:
+            return
+        z, where = self.zstore, self.location
+        wanted = {("node", layout.network_path(n)): (documents._node_document, z, where,
+                                                      layout.network_path(n), "network")
+                  for n in networks}
+        if layers is None:
+            wanted.update({("children", layout.network_path(n), "layer"): (
+                documents._child_documents, z, where, layout.network_path(n), "layer")
+                for n in networks})
+        else:
+            wanted.update({("children", layout.layer_path(n, la), "array"): (
+                documents._child_documents, z, where, layout.layer_path(n, la), "array")
+                for n in networks for la in layers})
+        keys = [key for key in wanted if key not in self._memo]
+        if not keys:
+            return
+
+        async def all_of():
+            return await asyncio.gather(*(wanted[k][0](*wanted[k][1:]) for k in keys),
+                                        return_exceptions=True)
+
+        for key, found in zip(keys, zarr_io.run(all_of())):
+            if not isinstance(found, BaseException):
+                self._memo[key] = found
 
     def _children(self, prefix: str, kind: str) -> dict[str, dict]:
         """{name: attributes} of the child nodes of ``prefix``, each checked as a ``kind``
