@@ -176,7 +176,52 @@ def prepare(
     return Basis(q=u, s=s, vt=vt, mean=mean, n_datapoints=int(n), rtol=rtol)
 
 
-class BasisAccumulator:
+class _CentredChunks:
+    """Chunks merged exactly with running means (Chan et al.): each chunk is centred on its own
+    mean and reduced to a summary (``_summary``); two partial results combine through
+    ``_merged(summary_a, summary_b, weight, delta)`` with ``weight = n_a n_b / (n_a + n_b)`` and
+    ``delta = mean_b - mean_a``. Subclasses say what the summary is."""
+
+    def __init__(self, *, rtol: float | None = None, who: str = "layer"):
+        self.rtol = rtol
+        self.who = who
+        self.n = 0
+        self.mean = None
+        self.state = None
+
+    def _cast(self, chunk):
+        return chunk
+
+    def _summary(self, centred):
+        raise NotImplementedError
+
+    def _merged(self, state, summary, weight: float, delta):
+        raise NotImplementedError
+
+    def update(self, chunk) -> None:
+        """Add a chunk of shape (n_chunk, n_neurons); chunks must arrive with the same neurons."""
+        xp = array_namespace(chunk)
+        chunk = self._cast(chunk)
+        b = int(chunk.shape[0])
+        if b == 0:
+            return
+        mu_b = xp.mean(chunk, axis=0)
+        summary = self._summary(chunk - mu_b[None, :])
+        if self.n == 0:
+            self.n, self.mean, self.state = b, mu_b, summary
+            return
+        n = self.n + b
+        delta = mu_b - self.mean
+        self.state = self._merged(self.state, summary, self.n * b / n, delta)
+        self.mean = self.mean + (b / n) * delta
+        self.n = n
+
+    def _check_count(self) -> None:
+        if self.n < 2:
+            raise ActivationError(f"{self.who}: need at least 2 datapoints, got {self.n}.")
+
+
+class BasisAccumulator(_CentredChunks):
     """Build a :class:`Basis` from datapoint chunks without holding the whole layer in memory.
 
     A tall-skinny QR with running means: each chunk is centred on its own mean and reduced to its
@@ -194,36 +239,27 @@ class BasisAccumulator:
     """
 
     def __init__(self, *, dtype: Any = None, rtol: float | None = None, who: str = "layer"):
+        super().__init__(rtol=rtol, who=who)
         self.dtype = resolve_dtype(dtype)
-        self.rtol = rtol
-        self.who = who
-        self.n = 0
-        self.mean = None
-        self.r = None
 
-    def update(self, chunk) -> None:
-        """Add a chunk of shape (n_chunk, n_neurons); chunks must arrive with the same neurons."""
-        xp = array_namespace(chunk)
-        chunk = xp.astype(chunk, self.dtype, copy=False)
-        b = int(chunk.shape[0])
-        if b == 0:
-            return
-        mu_b = xp.mean(chunk, axis=0)
-        r_b = r_factor(chunk - mu_b[None, :])
-        if self.n == 0:
-            self.n, self.mean, self.r = b, mu_b, r_b
-            return
-        n = self.n + b
-        shift = ((self.n * b / n) ** 0.5) * (mu_b - self.mean)
-        stacked = xp.concat([self.r, r_b, shift[None, :]], axis=0)
-        self.r = r_factor(stacked)
-        self.mean = self.mean + (b / n) * (mu_b - self.mean)
-        self.n = n
+    @property
+    def r(self):
+        """The ``R`` factor of everything added so far, shape (n_neurons, n_neurons) at most."""
+        return self.state
+
+    def _cast(self, chunk):
+        return array_namespace(chunk).astype(chunk, self.dtype, copy=False)
+
+    def _summary(self, centred):
+        return r_factor(centred)
+
+    def _merged(self, r_a, r_b, weight: float, delta):
+        xp = array_namespace(r_a)
+        return r_factor(xp.concat([r_a, r_b, ((weight ** 0.5) * delta)[None, :]], axis=0))
 
     def finalize(self) -> Basis:
         """The basis of everything added so far (``q=None``)."""
-        if self.n < 2:
-            raise ActivationError(f"{self.who}: need at least 2 datapoints, got {self.n}.")
+        self._check_count()
         xp = array_namespace(self.r)
         d = int(self.r.shape[1])
         rtol = default_rtol(self.n, d, self.dtype) if self.rtol is None else float(self.rtol)
@@ -232,7 +268,7 @@ class BasisAccumulator:
         return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=rtol)
 
 
-class GramAccumulator:
+class GramAccumulator(_CentredChunks):
     """The fast half of :func:`factor_chunks`: a layer's centred Gram matrix, streamed.
 
     Each chunk adds its own centred Gram ``(X_b - mean_b)^T (X_b - mean_b)`` (a SYRK, about half
@@ -241,36 +277,21 @@ class GramAccumulator:
     large mean occurs. Memory O(n_neurons^2).
     """
 
-    def __init__(self, *, rtol: float | None = None, who: str = "layer"):
-        self.rtol = rtol
-        self.who = who
-        self.n = 0
-        self.mean = None
-        self.m2 = None
+    @property
+    def m2(self):
+        """The centred Gram matrix of everything added so far, shape (n_neurons, n_neurons)."""
+        return self.state
 
-    def update(self, chunk) -> None:
-        """Add a float64 chunk of shape (n_chunk, n_neurons)."""
-        xp = array_namespace(chunk)
-        b = int(chunk.shape[0])
-        if b == 0:
-            return
-        mu_b = xp.mean(chunk, axis=0)
-        centred = chunk - mu_b[None, :]
-        g_b = centred.T @ centred
-        if self.n == 0:
-            self.n, self.mean, self.m2 = b, mu_b, g_b
-            return
-        n = self.n + b
-        delta = mu_b - self.mean
-        self.m2 = self.m2 + g_b + (self.n * b / n) * (delta[:, None] * delta[None, :])
-        self.mean = self.mean + (b / n) * delta
-        self.n = n
+    def _summary(self, centred):
+        return centred.T @ centred  # a SYRK
+
+    def _merged(self, m2_a, m2_b, weight: float, delta):
+        return m2_a + m2_b + weight * (delta[:, None] * delta[None, :])
 
     def finalize(self) -> Basis | None:
         """The basis (``q=None``), or None where the Gram matrix is too ill-conditioned to
         resolve every direction (condition number squared above :data:`GRAM_MAX_CONDITION`)."""
-        if self.n < 2:
-            raise ActivationError(f"{self.who}: need at least 2 datapoints, got {self.n}.")
+        self._check_count()
         xp = array_namespace(self.m2)
         lam, v = xp.linalg.eigh((self.m2 + self.m2.T) / 2)
         lam_max = float(to_host(lam[-1]))
