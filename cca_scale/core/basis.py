@@ -103,6 +103,13 @@ class Basis:
         xp = array_namespace(norms)
         return norms > self.rtol * xp.max(norms)
 
+    def leading(self, k: int) -> "Basis":
+        """The basis cut to its ``k`` leading directions (itself when it has no more)."""
+        if k >= self.rank:
+            return self
+        return Basis(q=None if self.q is None else self.q[:, :k], s=self.s[:k], vt=self.vt[:k],
+                     mean=self.mean, n_datapoints=self.n_datapoints, rtol=self.rtol)
+
     def project(self, x):
         """Orthonormal coordinates of datapoints: ``(x - mean) @ whitener``, shape (n, rank)."""
         return (x - self.mean[None, :]) @ self.whitener

@@ -26,6 +26,8 @@ from cca_scale.core.kernels import (
     DEFAULT_EPSILON,
     PairResult,
     SvccaSide,
+    ill_posed,
+    projection_weights,
     stable_pwcca_similarity,
 )
 
@@ -138,10 +140,10 @@ def gather_results(results: Sequence[BatchResult]) -> dict[str, np.ndarray]:
     return out
 
 
-def _result(xp, forward, backward, rho_max, rho_min, a: Layers, b: Layers, *,
+def _result(forward, backward, rho_max, rho_min, a: Layers, b: Layers, *,
             cca: bool) -> BatchResult:
     p = a.size
-    ill = np.full(p, cca and a.rank + b.rank > a.n_datapoints - 1)
+    ill = np.full(p, cca and ill_posed(a.rank, b.rank, a.n_datapoints))
     return BatchResult(forward, backward, rho_max, rho_min, np.full(p, a.rank),
                        np.full(p, b.rank), ill)
 
@@ -153,9 +155,7 @@ def _nan(xp, like):
 def _weighted_mean(xp, projections, rho):
     """``sum_i alpha_i rho_i`` per pair, with the paper's weights ``alpha_i`` proportional to
     ``sum_j |projections[p, i, j]|`` (canonical variate ``i`` against centred neuron ``j``)."""
-    alpha = xp.sum(xp.abs(projections), axis=-1)
-    alpha = alpha / xp.sum(alpha, axis=-1, keepdims=True)
-    return xp.sum(alpha * rho, axis=-1)
+    return xp.sum(projection_weights(projections) * rho, axis=-1)
 
 
 def pwcca_batch(cross, a: Layers, b: Layers, *, variant: str = "paper",
@@ -170,7 +170,7 @@ def pwcca_batch(cross, a: Layers, b: Layers, *, variant: str = "paper",
         forward = 1.0 - _weighted_mean(xp, xp.matmul(xp.matrix_transpose(u), a.r), rho)
         backward = (1.0 - _weighted_mean(xp, xp.matmul(vt, b.r), rho)) if both else \
             _nan(xp, forward)
-        return _result(xp, forward, backward, rho[:, 0], rho[:, -1], a, b, cca=True)
+        return _result(forward, backward, rho[:, 0], rho[:, -1], a, b, cca=True)
     host = to_host(cross).astype(np.float64)
     sides_a, sides_b = (_sides(layers, epsilon) for layers in (a, b))
     out = np.full((4, a.size), np.nan)
@@ -181,7 +181,7 @@ def pwcca_batch(cross, a: Layers, b: Layers, *, variant: str = "paper",
             out[1, p] = 1.0 - stable_pwcca_similarity(sides_b[p], sides_a[p], host[p].T)[0]
         out[0, p], out[2, p], out[3, p] = 1.0 - sim_ab, rho[0], rho[-1]
         ranks[:, p] = nx, ny
-    ill = np.full(a.size, a.rank + b.rank > a.n_datapoints - 1)
+    ill = np.full(a.size, ill_posed(a.rank, b.rank, a.n_datapoints))
     return BatchResult(*(xp.asarray(v) for v in out), ranks[0], ranks[1], ill)
 
 
@@ -196,7 +196,7 @@ def mean_cca_batch(cross, a: Layers, b: Layers, *, both: bool = True) -> BatchRe
     xp = array_namespace(cross)
     rho = xp.linalg.svdvals(cross)
     d = 1.0 - xp.mean(xp.clip(rho, 0.0, 1.0), axis=-1)
-    return _result(xp, d, d, rho[:, 0], rho[:, -1], a, b, cca=True)
+    return _result(d, d, rho[:, 0], rho[:, -1], a, b, cca=True)
 
 
 def svcca_batch(cross, a: Layers, b: Layers, *, keep, both: bool = True) -> BatchResult:
@@ -218,7 +218,7 @@ def _scaled(cross, a: Layers, b: Layers):
 def _symmetric(xp, d, a: Layers, b: Layers) -> BatchResult:
     """A symmetric metric without canonical correlations: ``d`` both ways, NaN correlations."""
     nan = _nan(xp, d)
-    return _result(xp, d, d, nan, nan, a, b, cca=False)
+    return _result(d, d, nan, nan, a, b, cca=False)
 
 
 def cka_batch(cross, a: Layers, b: Layers, *, both: bool = True) -> BatchResult:

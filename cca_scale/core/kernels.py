@@ -247,13 +247,15 @@ def _project_on_span(cols: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def projection_weights(projections):
-    """The paper's weights ``alpha_i``, proportional to ``sum_j |projections[i, j]|``, summing to 1.
+    """The paper's weights ``alpha_i``, proportional to ``sum_j |projections[..., i, j]|``,
+    summing to 1 over ``i``.
 
-    ``projections[i, j] = <h_i, z_j>``: canonical variate ``i`` against centred neuron ``j``.
+    ``projections[..., i, j] = <h_i, z_j>``: canonical variate ``i`` against centred neuron ``j``;
+    leading axes are a stack of pairs (the batched kernels).
     """
     xp = array_namespace(projections)
-    alpha = xp.sum(xp.abs(projections), axis=1)
-    return alpha / xp.sum(alpha)
+    alpha = xp.sum(xp.abs(projections), axis=-1)
+    return alpha / xp.sum(alpha, axis=-1, keepdims=True)
 
 
 # -- per-layer steps, run once per layer before the pair kernel ----------------------------------
@@ -264,9 +266,7 @@ def svcca_basis(basis: Basis, *, keep) -> Basis:
     The leading directions of ``basis`` (its columns are in descending order of singular value), so
     the cross product of two cut bases is the leading block of the uncut bases' cross product.
     """
-    k = svcca_rank(basis.s, keep)
-    return Basis(q=None if basis.q is None else basis.q[:, :k], s=basis.s[:k], vt=basis.vt[:k],
-                 mean=basis.mean, n_datapoints=basis.n_datapoints, rtol=basis.rtol)
+    return basis.leading(svcca_rank(basis.s, keep))
 
 
 def pwcca_side(basis: Basis, *, variant: str, epsilon: float) -> "SvccaSide | None":

@@ -175,16 +175,16 @@ def tile_task(spec: TileSpec, row_inputs: list, col_inputs: list) -> TileSummary
         t = time.perf_counter()
         both = tile.mirrored
         used = np.zeros_like(work[0][4])
-        r_host, c_host = [s.host for s in rows], [s.host for s in cols]
-        r_dev, c_dev = [s.dev for s in rows], [s.dev for s in cols]
+        r_host, r_dev = [s.host for s in rows], [s.dev for s in rows]
+        c_host, c_dev = (r_host, r_dev) if same else ([s.host for s in cols],
+                                                      [s.dev for s in cols])
         for metric, prefix, block, mirror, todo in work:
             info = get_metric(metric)
             options = info.kernel_options(variant=spec.variant, keep=spec.keep,
                                           epsilon=spec.epsilon)
             i, j, res = tile_pairs(xp, cross, info, options, row_host=r_host,
-                                   col_host=c_host, row_dev=r_dev,
-                                   col_dev=r_dev if same else c_dev, row_offsets=r_off,
-                                   col_offsets=c_off, todo=todo, both=both)
+                                   col_host=c_host, row_dev=r_dev, col_dev=c_dev,
+                                   row_offsets=r_off, col_offsets=c_off, todo=todo, both=both)
             by_metric[metric], ill[metric] = _put(block, mirror, tile, i, j, res)
             used |= todo
         for i, j in zip(*np.nonzero(used)):

@@ -31,9 +31,7 @@ def _prepared(info: MetricInfo, options, host: Sequence[Basis], dev: Sequence[Ba
     out, sides = [], []
     for b64, b in zip(host, dev):
         p64 = info.prepare(b64, options)
-        k = p64.rank
-        out.append(b if k == b.rank else Basis(q=None, s=b.s[:k], vt=b.vt[:k], mean=b.mean,
-                                               n_datapoints=b.n_datapoints, rtol=b.rtol))
+        out.append(b.leading(p64.rank))
         sides.append(info.side_of(p64, options))
     return out, sides
 

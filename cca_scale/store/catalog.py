@@ -87,16 +87,16 @@ class Catalog:
         if self._memo is None:
             return
         z, where = self.zstore, self.location
-        wanted = {("node", layout.network_path(n)): (documents._node_document, z, where,
+        wanted = {("node", layout.network_path(n)): (documents.anode_document, z, where,
                                                       layout.network_path(n), "network")
                   for n in networks}
         if layers is None:
             wanted.update({("children", layout.network_path(n), "layer"): (
-                documents._child_documents, z, where, layout.network_path(n), "layer")
+                documents.achild_documents, z, where, layout.network_path(n), "layer")
                 for n in networks})
         else:
             wanted.update({("children", layout.layer_path(n, la), "array"): (
-                documents._child_documents, z, where, layout.layer_path(n, la), "array")
+                documents.achild_documents, z, where, layout.layer_path(n, la), "array")
                 for n in networks for la in layers})
         keys = [key for key in wanted if key not in self._memo]
         if not keys:

@@ -280,7 +280,8 @@ def _checked(raw: bytes, location, path: str, kind: str) -> dict:
     return doc.get("attributes", {})
 
 
-async def _child_documents(zstore, location, prefix: str, kind: str) -> dict[str, dict]:
+async def achild_documents(zstore, location, prefix: str, kind: str) -> dict[str, dict]:
+    """:func:`child_documents`, awaitable (to read many prefixes in one round trip)."""
     names = await zarr_io.alist_children(zstore, prefix)
     if kind == "array":  # other nodes in a layer group are not activations: left alone
         names = [name for name in names if layout.parse_array_name(name)[0]]
@@ -300,7 +301,7 @@ async def _child_documents(zstore, location, prefix: str, kind: str) -> dict[str
 def child_documents(zstore, location, prefix: str, kind: str) -> dict[str, dict]:
     """``{name: attributes}`` of the children of ``prefix``, each checked as a ``kind``
     ('network', 'layer' or 'array'); writes in progress are left out, damage raises."""
-    return zarr_io.run(_child_documents(zstore, location, prefix, kind))
+    return zarr_io.run(achild_documents(zstore, location, prefix, kind))
 
 
 def check_folder(zstore, location, path: str, kind: str) -> None:
@@ -311,7 +312,8 @@ def check_folder(zstore, location, path: str, kind: str) -> None:
     zarr_io.run(_settle(zstore, location, path, kind))
 
 
-async def _node_document(zstore, location, path: str, kind: str) -> dict | None:
+async def anode_document(zstore, location, path: str, kind: str) -> dict | None:
+    """:func:`node_document`, awaitable."""
     raw = await zarr_io.aget_bytes(zstore, document_key(path))
     if raw is None:
         raw = await _settle(zstore, location, path, kind)
@@ -323,14 +325,14 @@ async def _node_document(zstore, location, path: str, kind: str) -> dict | None:
 def node_document(zstore, location, path: str, kind: str) -> dict | None:
     """The checked attributes of the ``kind`` node at ``path``, or None when there is no such
     node (DamagedStoreError for a folder with data but no document, or a bad document)."""
-    return zarr_io.run(_node_document(zstore, location, path, kind))
+    return zarr_io.run(anode_document(zstore, location, path, kind))
 
 
 def node_documents(zstore, location, nodes: list[tuple[str, str]]) -> list[dict | None]:
     """:func:`node_document` of several ``(path, kind)`` nodes, read concurrently; the first
     damaged one (in the order given) raises."""
     async def all_of():
-        return await asyncio.gather(*(_node_document(zstore, location, path, kind)
+        return await asyncio.gather(*(anode_document(zstore, location, path, kind)
                                       for path, kind in nodes), return_exceptions=True)
 
     found = zarr_io.run(all_of())
