@@ -118,7 +118,6 @@ def resolve_items(store, *, layer, networks=None, step: StepSpec = None,
     store.prefetch(ids)  # one round trip for every network's documents (within a snapshot)
     many = not isinstance(layer, str) or layer == "all"
     layers = _layer_list(store, ids, layer) if many else [layer]
-    store.prefetch(ids, [name for name in layers if all(name in store.layers(n) for n in ids)])
     for name in layers:
         missing = [n for n in ids if name not in store.layers(n)]
         if missing:
@@ -127,6 +126,7 @@ def resolve_items(store, *, layer, networks=None, step: StepSpec = None,
                 f"Layer {name!r} does not exist in network(s) {missing[:5]}"
                 f"{' ...' if len(missing) > 5 else ''}. Layers in the selection: {known}."
             )
+    store.prefetch(ids, layers)  # every layer is there: its arrays, in one round trip too
     items = []
     for net in ids:
         for name in layers:
