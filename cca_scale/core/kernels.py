@@ -161,28 +161,13 @@ def stable_pwcca_similarity(x: SvccaSide, y: SvccaSide,
     ``c`` contributes only its added mean (``(Z - mean) @ c = 0``), so after the first one they are
     linearly dependent and get weight 0, as they do in exact arithmetic.
     """
-    core, matrix = _stable_core(x, y, cross)
-    return _stable_similarity(x, y, core, matrix)
-
-
-def _stable_core(x: SvccaSide, y: SvccaSide, cross) -> tuple[np.ndarray, np.ndarray | None]:
-    """``core = diag(shrink_x) u_rx.T cross u_ry diag(shrink_y)``, shape (x.rank, y.rank), and,
-    where neither side has null directions, the original's matrix in neuron coordinates
-    ``wt_x.T core wt_y`` (shape (n_kept_x, n_kept_y)), else None."""
     cross = to_host(cross).astype(np.float64)
     core = x.shrink[:, None] * (x.u_r.T @ cross @ y.u_r) * y.shrink[None, :]
-    full = x.rank == x.n_kept and y.rank == y.n_kept
-    return core, (x.wt.T @ core @ y.wt if full else None)
-
-
-def _stable_similarity(x: SvccaSide, y: SvccaSide, core: np.ndarray,
-                       matrix: np.ndarray | None) -> tuple[float, int, int, np.ndarray]:
-    """:func:`stable_pwcca_similarity` from :func:`_stable_core`'s ``(core, matrix)``."""
     k = min(x.n_kept, y.n_kept)
     x_side = x.n_kept <= y.n_kept
     side = x if x_side else y
-    if matrix is not None:
-        u, rho, vh = np.linalg.svd(matrix)  # the original's matrix and signs
+    if x.rank == x.n_kept and y.rank == y.n_kept:  # no null directions on either side
+        u, rho, vh = np.linalg.svd(x.wt.T @ core @ y.wt)  # the original's matrix and signs
         coef = u if x_side else vh.T
     else:
         u, rho, vh = np.linalg.svd(core)
