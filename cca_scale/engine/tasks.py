@@ -59,10 +59,6 @@ class Coordinates:
     qt: np.ndarray
     bytes_read: int
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.qt.nbytes)
-
 
 def coords_task(reader, *, dtype: str, backend: str, rtol: float | None = None,
                 block_rows: int) -> Coordinates:
