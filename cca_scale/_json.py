@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["info_to_records", "json_safe", "records_to_info"]
 
@@ -24,7 +28,8 @@ def json_safe(value):
         return bool(value)
     if value is None or isinstance(value, (str, int, bool)):
         return value
-    if value is pd.NA or value is pd.NaT:
+    pd = sys.modules.get("pandas")  # without pandas loaded, no value can be one of its missing
+    if pd is not None and (value is pd.NA or value is pd.NaT):
         return None
     return str(value)
 
@@ -37,6 +42,8 @@ def info_to_records(info: pd.DataFrame) -> list[dict]:
 
 def records_to_info(records: list[dict]) -> pd.DataFrame:
     """The inverse of :func:`info_to_records`: a DataFrame indexed by label (index "network")."""
+    import pandas as pd
+
     if not records:
         return pd.DataFrame(index=pd.Index([], name="network"))
     frame = pd.DataFrame.from_records(records).set_index("label")

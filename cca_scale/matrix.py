@@ -8,12 +8,14 @@ through an explicit ``.symmetric(how=...).condensed()``; nothing is symmetrised 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from cca_scale.errors import CcaScaleError, LayerNotFoundError, NetworkNotFoundError
+
+if TYPE_CHECKING:  # pandas is imported where a matrix is made: the engine's runs need none
+    import pandas as pd
 
 __all__ = ["DistanceMatrix", "SYMMETRIZE"]
 
@@ -49,6 +51,8 @@ class DistanceMatrix:
     diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
+        import pandas as pd
+
         values = np.asarray(self.values, dtype=np.float64)
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "row_labels", tuple(str(v) for v in self.row_labels))
@@ -98,9 +102,7 @@ class DistanceMatrix:
 
     def ill_posed_line(self) -> str:
         """One line for logs: how many pairs are ill-posed, and what to do."""
-        return (f"{self.n_ill_posed} of {self.values.size} pairs are ill-posed CCA (rank_row + "
-                "rank_col > n_datapoints - 1, so some correlations are 1 whatever the data; see "
-                "diagnostics['ill_posed']): use more datapoints or fewer neurons.")
+        return ill_posed_line(self.n_ill_posed, self.values.size)
 
     @property
     def complete(self) -> bool:
@@ -146,6 +148,8 @@ class DistanceMatrix:
 
     def to_pandas(self) -> pd.DataFrame:
         """A DataFrame with row network ids as index and column network ids as columns."""
+        import pandas as pd
+
         return pd.DataFrame(self.values, index=pd.Index(self.row_labels, name="row"),
                             columns=pd.Index(self.col_labels, name="column"))
 
@@ -247,6 +251,8 @@ class DistanceMatrix:
                 metadata: dict[str, Any]) -> "DistanceMatrix":
         """The items whose ``column`` ('layer' or 'network') is ``row_value`` (rows) and
         ``col_value`` (columns), relabelled by the other of the two columns."""
+        import pandas as pd
+
         by = "network" if column == "layer" else "layer"
         rows = _items_where(self.row_info, column, row_value, "row", other=by)
         cols = _items_where(self.col_info, column, col_value, "column", other=by)
@@ -275,6 +281,14 @@ class DistanceMatrix:
         return f"DistanceMatrix({self.shape[0]} x {self.shape[1]}{', ' + meta if meta else ''})"
 
 
+def ill_posed_line(n_ill_posed: int, n_pairs: int) -> str:
+    """One line for logs: ``n_ill_posed`` of a matrix's ``n_pairs`` pairs are ill-posed CCA, and
+    what to do."""
+    return (f"{n_ill_posed} of {n_pairs} pairs are ill-posed CCA (rank_row + rank_col > "
+            "n_datapoints - 1, so some correlations are 1 whatever the data; see "
+            "diagnostics['ill_posed']): use more datapoints or fewer neurons.")
+
+
 def _positions(labels: tuple[str, ...], wanted: list[str], what: str) -> list[int]:
     index = {label: i for i, label in enumerate(labels)}
     missing = [w for w in wanted if w not in index]
@@ -300,7 +314,7 @@ def _items_where(info: pd.DataFrame, column: str, value: str, what: str, *,
         )
     found = (info[column].astype(str) == value).to_numpy()
     if not found.any():
-        known = list(pd.unique(info[column].astype(str)))
+        known = list(info[column].astype(str).unique())
         error = LayerNotFoundError if column == "layer" else NetworkNotFoundError
         raise error(
             f"{column.capitalize()} {value!r} is not among this matrix's {what} {column}s: "

@@ -157,7 +157,7 @@ def test_held_coordinates_give_the_streamed_numbers_bit_for_bit(tmp_path, small_
         name="streamed")
     held, h_sum = _one_tile(
         tmp_path, small_store,
-        lambda rs: [coords_task(r, dtype="float64", backend="numpy", block_rows=200) for r in rs],
+        lambda rs: coords_task(rs, dtype="float64", backend="numpy", block_rows=200),
         metric=metric, name="held")
     np.testing.assert_array_equal(held.values, streamed.values)
     assert set(held.diagnostics) == set(streamed.diagnostics)
@@ -167,15 +167,23 @@ def test_held_coordinates_give_the_streamed_numbers_bit_for_bit(tmp_path, small_
     assert h_sum.bytes_read == 0 and s_sum.bytes_read == N * sum([8, 8, 6, 10, 8, 7]) * 8
 
 
-def test_coordinates_are_orthonormal_and_read_the_layer_once(small_store):
+def test_coordinates_are_orthonormal_stacked_and_read_each_layer_once(small_store):
     store = ActivationStore.open(small_store)
-    reader = store.reader("n3", "h")
-    c = coords_task(reader, dtype="float64", backend="numpy", block_rows=128)
-    assert c.qt.shape == (10, N) and c.bytes_read == N * 10 * 8
-    np.testing.assert_allclose(c.qt @ c.qt.T, np.eye(10), atol=1e-12)
-    c32 = coords_task(reader, dtype="float32", backend="numpy", block_rows=128)
-    assert c32.qt.dtype == np.float32 and c32.basis.s.dtype == np.float64
-    np.testing.assert_allclose(c32.qt, c.qt, atol=1e-6)
+    readers = [store.reader(f"n{k}", "h") for k in (3, 2, 5)]  # n2 has collinear units
+    c = coords_task(readers, dtype="float64", backend="numpy", block_rows=128)
+    ranks = [b.rank for b in c.bases]
+    assert ranks[0] == 10 and ranks[1] < 6
+    np.testing.assert_array_equal(c.offsets, np.cumsum([0] + ranks))
+    assert [b.shape for b in c.blocks] == [(sum(ranks), 128)] * 4 + [(sum(ranks), N - 512)]
+    assert all(b.flags.c_contiguous for b in c.blocks)
+    assert c.bytes_read == N * (10 + 6 + 7) * 8
+    q = np.concatenate(c.blocks, axis=1)
+    for k in range(3):
+        qk = q[c.offsets[k]:c.offsets[k + 1]]
+        np.testing.assert_allclose(qk @ qk.T, np.eye(ranks[k]), atol=1e-12)
+    c32 = coords_task(readers, dtype="float32", backend="numpy", block_rows=128)
+    assert c32.blocks[0].dtype == np.float32 and c32.bases[0].s.dtype == np.float64
+    np.testing.assert_allclose(np.concatenate(c32.blocks, axis=1), q, atol=1e-6)
 
 
 def test_hold_decision_follows_the_memory_share():
@@ -186,11 +194,6 @@ def test_hold_decision_follows_the_memory_share():
     assert hold_coordinates(readers, dtype="float64", memory=8_000_000)
     assert not hold_coordinates(readers, dtype="float64", memory=6_000_000)
     assert hold_coordinates(readers, dtype="float32", memory=6_000_000)
-    # one tile gathers 2 * tile networks' coordinates (400 kB each in float64) on its worker
-    assert hold_coordinates(readers, dtype="float64", memory=8_000_000, tile=2,
-                            worker_memory=6_400_000)
-    assert not hold_coordinates(readers, dtype="float64", memory=8_000_000, tile=2,
-                                worker_memory=6_000_000)
     assert not hold_coordinates([], dtype="float64", memory=8_000_000)
 
 

@@ -133,18 +133,16 @@ def run(args) -> int:
     notice = DashboardNotice(client_dashboard(handle.client), quiet=args.quiet,
                              tiles_left=handle.resume.total - handle.resume.done)
     try:
-        matrix = handle.result(on_tile=progress)
+        summary = handle.wait(on_tile=progress)  # the matrix stays in the output, unread
     finally:
         notice.cancel()
         progress.close()
         if client is not None:
             client.close()  # also closes a cluster launch() started
-    for line in handle.run_summary.lines():
+    for line in summary.lines():
         print(line, file=sys.stderr)
-    if isinstance(matrix, dict):
-        matrix = next(iter(matrix.values()))
     pairs, elapsed = progress.pairs, progress.elapsed
     rate = f", {pairs / elapsed:,.0f} pairs/s" if pairs else ""
-    print(f"wrote {args.out}: {matrix.shape[0]} x {matrix.shape[1]} {args.metric} distances "
+    print(f"wrote {args.out}: {handle.shape[0]} x {handle.shape[1]} {args.metric} distances "
           f"({pairs} pairs computed in {elapsed:.1f} s{rate})")
     return 0

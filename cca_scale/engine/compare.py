@@ -124,9 +124,8 @@ def submit(
         )
     store = open_store(store)
     res = resolve_request(store, req)
-    row_records, _ = item_records(store, res.rows, res.row_readers)
-    col_records = row_records if res.square else item_records(store, res.cols,
-                                                              res.col_readers)[0]
+    row_records = item_records(store, res.rows, res.row_readers)
+    col_records = row_records if res.square else item_records(store, res.cols, res.col_readers)
 
     temporary_dir = None
     if out is None:
@@ -159,7 +158,8 @@ def submit(
         n_pairs = len(res.rows) * len(res.cols) - (len(res.rows) if res.square else 0)
         handle = Comparison(out=output, resume=resume, tile=tile_in_force, client=client,
                             owned=owned, temporary_dir=temporary_dir, metrics=req.metrics,
-                            many=req.many_metrics, pairs_per_matrix=n_pairs)
+                            many=req.many_metrics, pairs_per_matrix=n_pairs,
+                            shape=(len(res.rows), len(res.cols)))
         _submit_tiles(handle, res, req, backend=backend, chunk_rows=chunk_rows)
         return handle
     except BaseException:
@@ -181,18 +181,13 @@ def _single_worker_memory(client) -> int:
     return int(workers[0].get("memory_limit") or 0) or FALLBACK_CLUSTER_MEMORY
 
 
-def hold_coordinates(readers, *, dtype: str, memory: int, tile: int | None = None,
-                     worker_memory: int = 0) -> bool:
+def hold_coordinates(readers, *, dtype: str, memory: int) -> bool:
     """Whether the networks' orthonormal coordinates (``n_datapoints x n_neurons`` values each,
-    at most, in ``dtype``) fit in :data:`HOLD_MEMORY_FRACTION` of the cluster's ``memory`` bytes,
-    and those of one tile's ``2 * tile`` networks (gathered on the worker running it) in that
-    share of ``worker_memory`` (0: unknown, not checked)."""
+    at most, in ``dtype``) fit in :data:`HOLD_MEMORY_FRACTION` of the cluster's ``memory`` bytes.
+    (Tiles use them where they are held, without copies.)"""
     itemsize = np.dtype(dtype).itemsize
     sizes = [int(r.shape[0]) * int(r.shape[-1]) * itemsize for r in readers]
-    if not sizes or sum(sizes) > HOLD_MEMORY_FRACTION * memory:
-        return False
-    gathered = 2 * (tile or 1) * max(sizes)
-    return not worker_memory or gathered <= HOLD_MEMORY_FRACTION * worker_memory
+    return bool(sizes) and sum(sizes) <= HOLD_MEMORY_FRACTION * memory
 
 
 def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, backend: str,
@@ -213,27 +208,39 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
     layout = tuple((m, handle.out.prefix(m)) for m in req.metrics)
     tiles = [t for t in iter_tiles(len(res.rows), len(res.cols), handle.tile, square=res.square)
              if not mask[t.bi, t.bj]]
-    needed = {id(r): r for t in tiles for r in (res.row_readers[t.r0:t.r1]
-                                                + res.col_readers[t.c0:t.c1])}
+    needed = {_identity(r): r for t in tiles for r in (res.row_readers[t.r0:t.r1]
+                                                       + res.col_readers[t.c0:t.c1])}
     memory = _single_worker_memory(client)
-    hold = hold_coordinates(needed.values(), dtype=req.dtype, memory=memory, tile=handle.tile,
-                            worker_memory=memory)
-    prepared: dict[str, Any] = {}
+    hold = hold_coordinates(needed.values(), dtype=req.dtype, memory=memory)
+    submitted: dict[str, Any] = {}
 
-    def network_future(reader):
-        token = tokenize(handle.out.meta.get("store"), reader.network, reader.layer, reader.step,
-                         getattr(reader, "timestep", None), reader.write_id, req.dtype, backend,
-                         req.rtol, chunk_rows if hold else None)
-        if token not in prepared:
-            handle.data_bytes += int(np.prod(reader.shape)) * reader.dtype.itemsize
-            task, kind = (coords_task, "coords") if hold else (prepare_task, "prepare")
-            extra = {"block_rows": chunk_rows} if hold else {}
-            prepared[token] = client.submit(
-                task, reader, dtype=req.dtype, backend=backend, rtol=req.rtol, **extra,
-                key=f"cca-{kind}-{token}", resources=resources, retries=3,
+    def once(task, key_kind: str, token: str, *args, **kwargs):
+        if token not in submitted:
+            submitted[token] = client.submit(
+                task, *args, dtype=req.dtype, backend=backend, rtol=req.rtol, **kwargs,
+                key=f"cca-{key_kind}-{token}", resources=resources, retries=3,
                 priority=PREPARE_PRIORITY)
-        return prepared[token]
+        return submitted[token]
 
+    def inputs(readers: tuple):
+        """What a tile needs of one side's networks: their held coordinates, stacked (one
+        ``coords_task`` per tile side, each network read once), or one basis per network."""
+        store = handle.out.meta.get("store")
+        if hold:
+            token = tokenize(store, [_identity(r) for r in readers], req.dtype, backend, req.rtol,
+                             chunk_rows)
+            if token not in submitted:
+                handle.prepared_bytes += sum(_nbytes(r) for r in readers)
+            return once(coords_task, "coords", token, readers, block_rows=chunk_rows)
+        futures = []
+        for reader in readers:
+            token = tokenize(store, _identity(reader), req.dtype, backend, req.rtol)
+            if token not in submitted:
+                handle.prepared_bytes += _nbytes(reader)
+            futures.append(once(prepare_task, "prepare", token, reader))
+        return futures
+
+    handle.data_bytes += sum(_nbytes(r) for r in needed.values())
     run = tokenize(handle.out.path, time.time())
     for t in tiles:
         spec = TileSpec(
@@ -243,14 +250,22 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
             metrics=layout, variant=req.variant, keep=req.keep, epsilon=req.epsilon,
             dtype=req.dtype, backend=backend, chunk_rows=chunk_rows)
         handle.futures.append(client.submit(
-            tile_task, spec, [network_future(r) for r in spec.row_readers],
-            [network_future(r) for r in spec.col_readers],
+            tile_task, spec, inputs(spec.row_readers), inputs(spec.col_readers),
             key=f"cca-tile-{run}-{t.bi}-{t.bj}", resources=resources, retries=3, pure=False,
             priority=t.n_pairs))  # largest tiles first; the half-size diagonal ones fill in
         handle.pairs_total += t.n_pairs
     # The handle holds the tile futures; the networks' results stay alive only as their
     # dependencies, released as soon as the last tile needing them is done.
-    prepared.clear()
+    submitted.clear()
+
+
+def _identity(reader) -> tuple:
+    return (reader.network, reader.layer, reader.step, getattr(reader, "timestep", None),
+            reader.write_id)
+
+
+def _nbytes(reader) -> int:
+    return int(np.prod(reader.shape)) * reader.dtype.itemsize
 
 
 def compare(store, *, layer: str | list[str], out=None, metric: str | list[str] = "pwcca",

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from cca_scale.engine.output import ComparisonOutput, ResumeState
 from cca_scale.engine.tasks import TileSummary
-from cca_scale.matrix import DistanceMatrix
+from cca_scale.matrix import DistanceMatrix, ill_posed_line
 
 __all__ = ["Comparison", "RunSummary"]
 
@@ -74,8 +74,9 @@ class RunSummary:
 class Comparison:
     """A comparison in flight on a Dask cluster (from :func:`submit`).
 
-    ``progress()`` counts tiles; ``result()`` waits and returns the DistanceMatrix; ``cancel()``
-    stops it (what was written stays, and the same call later resumes).
+    ``progress()`` counts tiles; ``result()`` waits and returns the DistanceMatrix (``wait()``
+    only the :class:`RunSummary`); ``cancel()`` stops it (what was written stays, and the same
+    call later resumes). ``shape``: the matrix's (rows, columns).
     """
 
     out: ComparisonOutput
@@ -93,9 +94,10 @@ class Comparison:
     metrics: tuple = ("pwcca",)  # the metrics this run computes
     many: bool = False  # metric was a list: result() returns a dict of matrices
     pairs_per_matrix: int = 0  # ordered pairs of distinct items in one metric's matrix
-    data_bytes: int = 0  # the activations the remaining tiles need, each network once (read
-    # once by its prepare or coords task; tiles add what they read themselves)
-    run_summary: RunSummary | None = None  # set by result()
+    shape: tuple[int, int] = (0, 0)
+    data_bytes: int = 0  # the activations the remaining tiles need, each network once
+    prepared_bytes: int = 0  # what the prepare and coords tasks read (tiles add their own)
+    run_summary: RunSummary | None = None  # set by result() and wait()
 
     @property
     def path(self) -> str:
@@ -118,29 +120,49 @@ class Comparison:
         :class:`RunSummary` is then ``self.run_summary`` and each matrix's
         ``metadata["run_summary"]``.
         """
-        from distributed import as_completed
-
         try:
-            for future in as_completed(self.futures):
-                summary = future.result()  # raises the task's own error
-                self.summaries.append(summary)
-                self._completed.add(future.key)
-                future.release()  # the result is saved in the output; let the cluster forget it
-                if on_tile is not None:
-                    on_tile(summary)
-            self._finish()
+            summary = self._complete(on_tile)
             matrices = {m: self.out.read(m) for m in self.metrics}
-            self.run_summary = self._summary(matrices)
-            for m, matrix in matrices.items():
-                matrix.metadata["run_summary"] = self.run_summary.as_dict()
-                if matrix.n_ill_posed:
-                    logger.warning(f"{m}: {matrix.ill_posed_line()}" if self.many
-                                   else matrix.ill_posed_line())
+            for matrix in matrices.values():
+                matrix.metadata["run_summary"] = summary.as_dict()
             return matrices if self.many else matrices[self.metrics[0]]
         finally:
-            self.out.release()
-            self._close()
-            self._remove_temporary()
+            self._end()
+
+    def wait(self, *, on_tile: Callable[[TileSummary], None] | None = None) -> RunSummary:
+        """What :meth:`result` does, without reading the matrices back: wait for every tile,
+        record timings in the output, and return the run's :class:`RunSummary` (also
+        ``self.run_summary``). For callers that only need the output written, as
+        ``cca-scale compare``: no matrix is built (nor pandas imported)."""
+        try:
+            return self._complete(on_tile)
+        finally:
+            self._end()
+
+    def _complete(self, on_tile) -> RunSummary:
+        from distributed import as_completed
+
+        for future in as_completed(self.futures):
+            summary = future.result()  # raises the task's own error
+            self.summaries.append(summary)
+            self._completed.add(future.key)
+            future.release()  # the result is saved in the output; let the cluster forget it
+            if on_tile is not None:
+                on_tile(summary)
+        self._finish()
+        ill = {m: self.out.n_ill_posed(m) for m in self.metrics}
+        self.run_summary = self._summary(ill)
+        size = len(self.out.meta["rows"]) * len(self.out.meta["cols"])
+        for m, n in ill.items():
+            if n:
+                line = ill_posed_line(n, size)
+                logger.warning(f"{m}: {line}" if self.many else line)
+        return self.run_summary
+
+    def _end(self) -> None:
+        self.out.release()
+        self._close()
+        self._remove_temporary()
 
     def cancel(self) -> None:
         """Stop the remaining tiles. Finished tiles stay in the output; rerunning resumes."""
@@ -170,7 +192,7 @@ class Comparison:
                      "pairs_per_second": pairs / wall if wall > 0 else None},
         )
 
-    def _summary(self, matrices: dict) -> RunSummary:
+    def _summary(self, ill_posed: dict) -> RunSummary:
         computed = {m: sum(s.pairs_by_metric.get(m, 0) for s in self.summaries)
                     for m in self.metrics}
         return RunSummary(
@@ -178,10 +200,10 @@ class Comparison:
             metrics=tuple(self.metrics), pairs_total=self.pairs_per_matrix,
             pairs_computed=computed,
             pairs_resumed={m: self.pairs_per_matrix - computed[m] for m in self.metrics},
-            ill_posed={m: int(matrices[m].n_ill_posed) for m in self.metrics},
+            ill_posed=ill_posed,
             tiles_computed=len(self.summaries), tiles_resumed=self.resume.done,
             wall_seconds=time.perf_counter() - self.started,
-            bytes_read=self.data_bytes + sum(s.bytes_read for s in self.summaries),
+            bytes_read=self.prepared_bytes + sum(s.bytes_read for s in self.summaries),
             data_bytes=self.data_bytes)
 
     def _remove_temporary(self) -> None:

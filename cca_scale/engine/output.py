@@ -407,6 +407,10 @@ class ComparisonOutput:
         with storage_errors(self.path, kind="comparison"):
             self.group.attrs[ATTR_KEY] = meta
 
+    def n_ill_posed(self, metric: str) -> int:
+        """Pairs of ``metric``'s matrix flagged ill-posed (its ``ill_posed`` array)."""
+        return int(np.count_nonzero(self.group[f"{self.prefix(metric)}ill_posed"][...]))
+
     def read(self, metric: str | None = None) -> DistanceMatrix:
         from cca_scale.engine.results import read_matrix
 

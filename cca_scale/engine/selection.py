@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
-
 from cca_scale.core.registry import check_aligned, get_metric
 from cca_scale.core.validation import check_overdetermined
-from cca_scale._json import info_to_records
+from cca_scale._json import json_safe
 from cca_scale.errors import CcaScaleError, LayerNotFoundError
 
 __all__ = ["Item", "Resolved", "StepSpec", "item_records", "open_store", "resolve_axes",
@@ -141,18 +139,20 @@ def resolve_items(store, *, layer, networks=None, step: StepSpec = None,
     return items
 
 
-def item_records(store, items: list[Item], readers: list) -> tuple[list[dict], pd.DataFrame]:
-    attrs = store.attributes(sorted({it.network for it in items}))
-    records = []
+def item_records(store, items: list[Item], readers: list) -> list[dict]:
+    """One JSON-safe record per item: ``label``, ``network``, ``layer``, ``step``, ``timestep``,
+    ``write_id``, then its network's attributes. Every record has the same keys, in order of
+    first appearance: an attribute only some of the networks have is None for the others."""
+    attrs = store.attribute_records(sorted({it.network for it in items}))
+    rows = []
     for it, reader in zip(items, readers):
         row = {"label": it.label, "network": it.network, "layer": it.layer, "step": it.step,
                "timestep": it.timestep, "write_id": reader.write_id}
-        if it.network in attrs.index:
-            for key, value in attrs.loc[it.network].items():
-                row.setdefault(str(key), value)
-        records.append(row)
-    info = pd.DataFrame.from_records(records).set_index("label")
-    return info_to_records(info), info
+        for key, value in attrs.get(it.network, {}).items():
+            row.setdefault(str(key), value)
+        rows.append(row)
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    return [json_safe({key: row.get(key) for key in keys}) for row in rows]
 
 
 def resolve_axes(store, *, layer, networks=None, against=None, step: StepSpec = None,

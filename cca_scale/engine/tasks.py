@@ -2,11 +2,12 @@
 (CuPy between workers over TCP needs numba), and write their own output chunks.
 
 Each network is factored once (``prepare_task``: a :class:`Basis`, O(n_neurons^2) numbers) and,
-when the cluster can hold them, also projected once (``coords_task``: its orthonormal
-coordinates, one read of its activations in the whole run). Tile tasks then stack the
-coordinates of their networks chunk by chunk and form all their cross products as one GEMM per
-chunk; without held coordinates they read and project the activations themselves. Both ways
-compute the same numbers bit for bit: the same chunks, the same projection, the same GEMMs.
+when the cluster can hold them, also projected once (``coords_task``: the orthonormal
+coordinates of a tile side's networks, stacked as the tiles' GEMMs take them, so one read of the
+activations in the whole run and no copies in the tiles). Tile tasks form all their cross
+products as one GEMM per block of datapoints; without held coordinates they read and project
+the activations themselves into a stacked buffer. Both ways compute the same numbers bit for
+bit: the same chunks, the same projection, the same GEMMs on operands of the same layout.
 """
 
 from __future__ import annotations
@@ -48,37 +49,51 @@ def prepare_task(reader, *, dtype: str = "float64", backend: str = "numpy",
 
 @dataclass(frozen=True, eq=False)
 class Coordinates:
-    """One network's layer, factored and projected once.
+    """The layers of one tile side's networks, each factored and projected once, stacked.
 
-    ``basis``: NumPy float64, ``q=None``. ``qt``: NumPy array of shape (rank, n_datapoints) in
-    the working dtype, the orthonormal coordinates ``((X - mean) @ whitener).T`` (projected in
-    float64, then rounded). ``bytes_read``: activation bytes read to make it.
+    ``bases``: one NumPy float64 :class:`Basis` per network, ``q=None``. ``blocks``: one NumPy
+    array per block of datapoints (``block_rows`` wide, the last one narrower), C-contiguous, of
+    shape (sum of the ranks, width) in the working dtype: network ``k``'s orthonormal
+    coordinates ``((X_k - mean_k) @ whitener_k).T`` (projected in float64, then rounded) in rows
+    ``offsets[k]:offsets[k + 1]``, the layout of a streaming tile's stacked buffer. Tiles
+    multiply these blocks as they are. ``bytes_read``: activation bytes read to make them.
     """
 
-    basis: Basis
-    qt: np.ndarray
+    bases: tuple
+    blocks: tuple
+    offsets: np.ndarray
     bytes_read: int
 
 
-def coords_task(reader, *, dtype: str, backend: str, rtol: float | None = None,
+def coords_task(readers, *, dtype: str, backend: str, rtol: float | None = None,
                 block_rows: int) -> Coordinates:
-    """Read one network's layer once, factor it (as :func:`prepare_task`, the same chunks) and
-    project it in blocks of ``block_rows`` datapoints (as the tile tasks would)."""
+    """Read each network's layer once, factor it (as :func:`prepare_task`, the same chunks) and
+    project it in blocks of ``block_rows`` datapoints (as the tile tasks would) straight into its
+    rows of the stacked blocks."""
     xp = array_module(backend)
-    raw = reader.read()
-    nbytes = int(raw.nbytes)
-    raw = xp.asarray(raw, dtype=xp.float64)  # once: the chunks and blocks below are views
-    n, rows = raw.shape[0], reader.chunk_rows
-    who = describe("x", network=reader.network, layer=reader.layer)
-    basis = _factor(xp, lambda: (raw[s:s + rows] for s in range(0, n, rows)), rtol=rtol,
-                    who=who)
-    mean, whitener_t = _orthonormal_map(xp, basis.to(xp))
-    raw -= mean.T  # centred once, in place: the same numbers _project makes block by block
-    qt = xp.empty((basis.rank, n), dtype=np.dtype(dtype))
-    for start in range(0, n, block_rows):
-        stop = min(n, start + block_rows)
-        _apply(xp, whitener_t, raw[start:stop].T, qt[:, start:stop])
-    return Coordinates(basis=basis, qt=to_host(qt), bytes_read=nbytes)
+    n = int(readers[0].shape[0])
+    starts = range(0, n, block_rows)
+    capacity = sum(int(r.shape[-1]) for r in readers)  # rows past the ranks are never touched
+    blocks = [xp.empty((capacity, min(n, s + block_rows) - s), dtype=np.dtype(dtype))
+              for s in starts]
+    bases, offsets, nbytes = [], [0], 0
+    for reader in readers:
+        raw = reader.read()
+        nbytes += int(raw.nbytes)
+        raw = xp.asarray(raw, dtype=xp.float64)  # once: the chunks and blocks below are views
+        rows = reader.chunk_rows
+        who = describe("x", network=reader.network, layer=reader.layer)
+        basis = _factor(xp, lambda: (raw[s:s + rows] for s in range(0, n, rows)), rtol=rtol,
+                        who=who)
+        mean, whitener_t = _orthonormal_map(xp, basis.to(xp))
+        raw -= mean.T  # centred once, in place: the same numbers _project makes block by block
+        lo, hi = offsets[-1], offsets[-1] + basis.rank
+        for start, block in zip(starts, blocks):
+            _apply(xp, whitener_t, raw[start:start + block.shape[1]].T, block[lo:hi])
+        bases.append(basis)
+        offsets.append(hi)
+    return Coordinates(bases=tuple(bases), blocks=tuple(to_host(b[:offsets[-1]]) for b in blocks),
+                       offsets=np.asarray(offsets, dtype=np.int64), bytes_read=nbytes)
 
 
 @dataclass(frozen=True)
@@ -123,11 +138,11 @@ def tile_task(spec: TileSpec, row_inputs: list, col_inputs: list) -> TileSummary
     """Compute and write one tile: all its pairs, for every metric of ``spec.metrics``, from one
     stacked cross product.
 
-    ``row_inputs``/``col_inputs``: per network, its :class:`Coordinates` (held, projected once)
-    or its :class:`Basis` (then its activations are read and projected here, chunk by chunk).
-    Streams the datapoints in blocks of ``spec.chunk_rows``: each network's block of orthonormal
-    coordinates goes into a stacked buffer, and the tile's cross products accumulate in float64
-    as one GEMM ``[Q_rows]^T [Q_cols]`` per block in the working dtype (a SYRK on diagonal tiles).
+    ``row_inputs``/``col_inputs``: the side's :class:`Coordinates` (held, projected once, used
+    as they are), or one :class:`Basis` per network (then the activations are read and projected
+    here, block by block, into a stacked buffer of the same layout). The tile's cross products
+    accumulate in float64 as one GEMM ``[Q_rows]^T [Q_cols]`` per block of ``spec.chunk_rows``
+    datapoints in the working dtype (a SYRK on diagonal tiles).
     Then every metric's kernels run batched over the pairs (:mod:`cca_scale.engine.tile_pairs`).
     The bases are the full ones whatever the metrics: a metric with a per-layer truncation
     (SVCCA's top directions) reads the leading sub-block of the pair's block (the basis columns
@@ -164,29 +179,27 @@ def tile_task(spec: TileSpec, row_inputs: list, col_inputs: list) -> TileSummary
     if work:
         xp = array_module(spec.backend)
         same = tile.diagonal
-        rows = [_Source(x, r, xp) for x, r in zip(row_inputs, spec.row_readers)]
-        cols = rows if same else [_Source(x, r, xp) for x, r in zip(col_inputs, spec.col_readers)]
-        cross, r_off, c_off = _cross_products(xp, spec, rows, cols, same, timings, nbytes)
+        rows = _Side(row_inputs, spec.row_readers, xp)
+        cols = rows if same else _Side(col_inputs, spec.col_readers, xp)
+        cross = _cross_products(xp, spec, rows, cols, timings, nbytes)
 
         t = time.perf_counter()
         both = tile.mirrored
         used = np.zeros_like(work[0][4])
-        r_host, r_dev = [s.host for s in rows], [s.dev for s in rows]
-        c_host, c_dev = (r_host, r_dev) if same else ([s.host for s in cols],
-                                                      [s.dev for s in cols])
         for metric, prefix, block, mirror, todo in work:
             info = get_metric(metric)
             options = info.kernel_options(variant=spec.variant, keep=spec.keep,
                                           epsilon=spec.epsilon)
-            i, j, res = tile_pairs(xp, cross, info, options, row_host=r_host,
-                                   col_host=c_host, row_dev=r_dev, col_dev=c_dev,
-                                   row_offsets=r_off, col_offsets=c_off, todo=todo, both=both)
+            i, j, res = tile_pairs(xp, cross, info, options, row_host=rows.host,
+                                   col_host=cols.host, row_dev=rows.dev, col_dev=cols.dev,
+                                   row_offsets=rows.offsets, col_offsets=cols.offsets,
+                                   todo=todo, both=both)
             by_metric[metric], ill[metric] = _put(block, mirror, tile, i, j, res)
             used |= todo
         for i, j in zip(*np.nonzero(used)):
             if not (tile.diagonal and i == j):
                 pairs += 2 if both else 1
-                gemm_flops += 2.0 * rows[0].n * rows[i].rank * cols[j].rank
+                gemm_flops += 2.0 * rows.n * rows.rank(i) * cols.rank(j)
         timings["pairs"] += time.perf_counter() - t
 
     t = time.perf_counter()
@@ -197,33 +210,48 @@ def tile_task(spec: TileSpec, row_inputs: list, col_inputs: list) -> TileSummary
                        pairs_by_metric=by_metric, ill_posed=ill, bytes_read=nbytes[0])
 
 
-class _Source:
-    """One network of a tile: its float64 bases (host and device) and where its coordinates
-    come from (held :class:`Coordinates`, or its reader and a projection)."""
+class _Side:
+    """One side of a tile: its networks' float64 bases (host and device), their offsets in the
+    stacked coordinates, and where those come from, block by block of datapoints: held
+    :class:`Coordinates` (used as they are) or the readers (read and projected here)."""
 
-    def __init__(self, given, reader, xp):
-        held = isinstance(given, Coordinates)
-        self.host = _aligned(given.basis if held else given)
-        self.dev = self.host.to(xp)
-        self.qt = given.qt if held else None
-        self.reader = reader
-        self.map = None if held else _orthonormal_map(xp, self.dev)
-        self.rank = self.host.rank
-        self.n = self.host.n_datapoints
+    def __init__(self, given, readers, xp):
+        self.held = given if isinstance(given, Coordinates) else None
+        bases = self.held.bases if self.held is not None else given
+        self.host = [_aligned(b) for b in bases]
+        self.dev = [b.to(xp) for b in self.host]
+        ranks = [b.rank for b in self.host]
+        self.offsets = np.concatenate([[0], np.cumsum(ranks)]).astype(np.int64)
+        self.readers = readers
+        self.maps = None if self.held is not None else [_orthonormal_map(xp, b) for b in self.dev]
+        self.n = self.host[0].n_datapoints
+        self._buffer = None
 
-    def fill(self, xp, start: int, stop: int, target, timings, nbytes) -> None:
-        """Write the coordinates of datapoints ``[start, stop)`` into ``target`` (rank, width)."""
+    def rank(self, k: int) -> int:
+        return int(self.offsets[k + 1] - self.offsets[k])
+
+    def block(self, xp, index: int, start: int, stop: int, dtype, timings, nbytes):
+        """The stacked coordinates of datapoints ``[start, stop)`` (block ``index``): a
+        C-contiguous array of shape (sum of ranks, stop - start) in ``dtype``."""
         t = time.perf_counter()
-        if self.qt is not None:
-            target[...] = xp.asarray(self.qt[:, start:stop])
+        if self.held is not None:
+            out = xp.asarray(self.held.blocks[index])
             timings["io"] += time.perf_counter() - t
-            return
-        raw = self.reader.read(start, stop)
-        nbytes[0] += int(raw.nbytes)
-        timings["io"] += time.perf_counter() - t
-        t = time.perf_counter()
-        _project(xp, *self.map, raw, target)
-        timings["project"] += time.perf_counter() - t
+            return out
+        width = stop - start
+        if self._buffer is None or self._buffer.shape[1] != width:
+            # allocated once per tile (and once more for a narrower last block): first-touch
+            # page faults cost more than the GEMM
+            self._buffer = xp.empty((int(self.offsets[-1]), width), dtype=dtype)
+        for k, reader in enumerate(self.readers):
+            t = time.perf_counter()
+            raw = reader.read(start, stop)
+            nbytes[0] += int(raw.nbytes)
+            timings["io"] += time.perf_counter() - t
+            t = time.perf_counter()
+            _project(xp, *self.maps[k], raw, self._buffer[self.offsets[k]:self.offsets[k + 1]])
+            timings["project"] += time.perf_counter() - t
+        return self._buffer
 
 
 def _aligned(basis: Basis) -> Basis:
@@ -235,36 +263,22 @@ def _aligned(basis: Basis) -> Basis:
     return Basis(q=None, n_datapoints=basis.n_datapoints, rtol=basis.rtol, **fresh)
 
 
-def _cross_products(xp, spec: TileSpec, rows: list, cols: list, same: bool, timings, nbytes):
+def _cross_products(xp, spec: TileSpec, rows: _Side, cols: _Side, timings, nbytes):
     """``[Q_rows]^T [Q_cols]`` in float64, accumulated over blocks of ``spec.chunk_rows``
-    datapoints, each block's product in the working dtype; and the networks' row/column
-    offsets in it."""
+    datapoints, each block's product in the working dtype."""
     dtype = np.dtype(spec.dtype)
-    r_off = np.concatenate([[0], np.cumsum([s.rank for s in rows])]).astype(np.int64)
-    c_off = r_off if same else np.concatenate([[0], np.cumsum([s.rank for s in cols])]).astype(
-        np.int64)
-    n = rows[0].n
+    n = rows.n
     block_rows = min(spec.chunk_rows, n)
-    # Stacked coordinates, transposed: each network's block is a contiguous row range, and the
-    # buffers are allocated once per tile (first-touch page faults cost more than the GEMM).
-    qt_r = xp.empty((int(r_off[-1]), block_rows), dtype=dtype)
-    qt_c = qt_r if same else xp.empty((int(c_off[-1]), block_rows), dtype=dtype)
-    cross = xp.zeros((int(r_off[-1]), int(c_off[-1])), dtype=np.float64)
-    for start in range(0, n, block_rows):
+    cross = xp.zeros((int(rows.offsets[-1]), int(cols.offsets[-1])), dtype=np.float64)
+    for index, start in enumerate(range(0, n, block_rows)):
         stop = min(n, start + block_rows)
-        blocks = []
-        for sources, offsets, buffer in ((rows, r_off, qt_r), (cols, c_off, qt_c))[:1 if same
-                                                                                  else 2]:
-            out = buffer[:, :stop - start]
-            for k, source in enumerate(sources):
-                source.fill(xp, start, stop, out[offsets[k]:offsets[k + 1]], timings, nbytes)
-            blocks.append(out)
-        rows_r, rows_c = blocks[0], blocks[-1]
+        q_r = rows.block(xp, index, start, stop, dtype, timings, nbytes)
+        q_c = q_r if cols is rows else cols.block(xp, index, start, stop, dtype, timings, nbytes)
         t = time.perf_counter()
-        cross += rows_r @ rows_c.T  # a SYRK when both sides are the same buffer
+        cross += q_r @ q_c.T  # a SYRK when both sides are the same buffer
         synchronize(xp)
         timings["gemm"] += time.perf_counter() - t
-    return cross, r_off, c_off
+    return cross
 
 
 def _put(block: dict, mirror, tile: Tile, i: np.ndarray, j: np.ndarray,

@@ -236,14 +236,20 @@ class ActivationStore:
         """
         import pandas as pd
 
+        records = self.attribute_records(networks)
+        index = pd.Index(list(records), name="network", dtype=object)
+        if not records:
+            return pd.DataFrame(index=index)
+        return pd.DataFrame.from_records(list(records.values()), index=index)
+
+    def attribute_records(self, networks: str | list[str] | None = None) -> dict[str, dict]:
+        """Network attributes as ``{network: {name: value}}`` in insertion order, as stored (the
+        rows of :meth:`attributes`, without pandas). ``networks`` selects like :meth:`networks`."""
         docs = self._catalog.network_docs()
         if networks is not None:
             keep = set(self.networks(networks))
             docs = [(name, attrs) for name, attrs in docs if name in keep]
-        index = pd.Index([name for name, _ in docs], name="network", dtype=object)
-        if not docs:
-            return pd.DataFrame(index=index)
-        return pd.DataFrame.from_records([attrs for _, attrs in docs], index=index)
+        return {name: dict(attrs) for name, attrs in docs}
 
     def layers(self, network: str) -> list[str]:
         """The network's layer names, in the order they were first written."""
