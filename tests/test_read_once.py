@@ -269,7 +269,8 @@ def test_a_tile_gives_the_same_bits_whatever_the_layout_its_inputs_arrive_in(tmp
 
 def test_resolving_reads_each_networks_documents_in_few_round_trips(tmp_path, monkeypatch, rng):
     """A snapshot with prefetching: the per-network round trips to the store do not pile up
-    (each used to cost ~7 sequential reads), and the selection is the same as without it."""
+    (each used to cost ~7 sequential reads, then 2 to open its array), and the selection is the
+    same as without it."""
     from cca_scale.engine.request import ComparisonRequest
     from cca_scale.engine.selection import resolve_request
     from cca_scale.store import zarr_io
@@ -283,4 +284,4 @@ def test_resolving_reads_each_networks_documents_in_few_round_trips(tmp_path, mo
     req = ComparisonRequest.build(layer="h")
     res = resolve_request(ActivationStore.open(tmp_path / "acts.zarr"), req)
     assert [i.network for i in res.rows] == [f"n{k}" for k in range(12)]
-    assert len(calls) <= 2 * 12 + 6, len(calls)  # opening each array, plus a few in all
+    assert len(calls) <= 6, len(calls)  # a few in all, however many networks

@@ -264,7 +264,7 @@ def subsample_neurons(acts: Any, n: int, *, rng: Any, return_indices: bool = Fal
     >>> subsample_neurons(acts, 3, rng=np.random.default_rng(0)).shape
     (2, 3)
     """
-    from array_api_compat import array_namespace
+    from cca_scale.core.backend import array_namespace
 
     if rng is None:
         raise CcaScaleError(

@@ -1,7 +1,7 @@
-"""The one place that knows about CuPy: array modules by name, host transfers, synchronisation
-and the R-only QR. Everything else works on whatever array module ``xp`` it is handed
-(``array_api_compat.array_namespace``), with one code path for NumPy and CuPy; CuPy is imported
-only when a CuPy backend or array is actually used.
+"""The one place that knows about CuPy: array modules by name and of arrays, host transfers,
+synchronisation and the R-only QR. Everything else works on whatever array module ``xp`` it is
+handed (:func:`array_namespace`), with one code path for NumPy and CuPy; CuPy is imported only
+when a CuPy backend or array is actually used.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import is_cupy_array
 
-__all__ = ["BACKENDS", "array_module", "r_factor", "synchronize", "to_host"]
+__all__ = ["BACKENDS", "array_module", "array_namespace", "r_factor", "synchronize",
+           "to_host"]
 
 #: Array backends, by name: NumPy on CPUs, CuPy on CUDA GPUs.
 BACKENDS = ("numpy", "cupy")
@@ -24,6 +25,18 @@ def array_module(backend: str) -> Any:
 
         return cupy
     return np
+
+
+def array_namespace(*arrays) -> Any:
+    """The Array API namespace of ``arrays``: NumPy itself for NumPy arrays (NumPy 2 implements
+    the standard in its main namespace; ``array_api_compat``'s copy of it touches every NumPy
+    submodule on first use, f2py and testing included, 0.15 s of every run), else
+    ``array_api_compat``'s (CuPy's)."""
+    if all(isinstance(a, (np.ndarray, np.generic)) for a in arrays):
+        return np
+    from array_api_compat import array_namespace as compat_namespace
+
+    return compat_namespace(*arrays)
 
 
 def to_host(a) -> np.ndarray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
+from cca_scale.core.backend import array_namespace
 
 from cca_scale.core.backend import r_factor, to_host
 from cca_scale.core.validation import (

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from array_api_compat import array_namespace
+from cca_scale.core.backend import array_namespace
 
 from cca_scale.core.backend import to_host
 from cca_scale.core.basis import Basis

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from array_api_compat import array_namespace, is_cupy_array
 import numpy as np
+from array_api_compat import is_cupy_array
 
+from cca_scale.core.backend import array_namespace
 from cca_scale.errors import ActivationError
 
 __all__ = ["CONV_MODES", "check_conv_mode", "flatten_conv"]

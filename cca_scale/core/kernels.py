@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from array_api_compat import array_namespace
+from cca_scale.core.backend import array_namespace
 
 from cca_scale.core.backend import to_host
 from cca_scale.core.basis import Basis

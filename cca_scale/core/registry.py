@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from array_api_compat import array_namespace
+from cca_scale.core.backend import array_namespace
 
 from cca_scale.core import batched, kernels, reference
 from cca_scale.core.basis import Basis

@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_cupy_array
+from array_api_compat import is_cupy_array
+
+from cca_scale.core.backend import array_namespace
 
 from cca_scale.errors import ActivationError
 

@@ -125,17 +125,18 @@ def resolve_items(store, *, layer, networks=None, step: StepSpec = None,
                 f"{' ...' if len(missing) > 5 else ''}. Layers in the selection: {known}."
             )
     store.prefetch(ids, layers)  # every layer is there: its arrays, in one round trip too
+    chosen = [(net, name, s) for net in ids for name in layers
+              for s in _choose_steps(store, net, name, step)]
+    store.prefetch_arrays(chosen)  # and each array opened, all in one more
     items = []
-    for net in ids:
-        for name in layers:
-            for s in _choose_steps(store, net, name, step):
-                for t in _choose_timesteps(store, net, name, timestep, s):
-                    label = f"{net}/{name}" if many else net
-                    if step == "all":
-                        label += f"@{s}"
-                    if timestep == "all":
-                        label += f"/t{t}"
-                    items.append(Item(net, name, s, t, label))
+    for net, name, s in chosen:
+        for t in _choose_timesteps(store, net, name, timestep, s):
+            label = f"{net}/{name}" if many else net
+            if step == "all":
+                label += f"@{s}"
+            if timestep == "all":
+                label += f"/t{t}"
+            items.append(Item(net, name, s, t, label))
     return items
 
 

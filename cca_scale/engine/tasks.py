@@ -269,13 +269,17 @@ def _cross_products(xp, spec: TileSpec, rows: _Side, cols: _Side, timings, nbyte
     dtype = np.dtype(spec.dtype)
     n = rows.n
     block_rows = min(spec.chunk_rows, n)
-    cross = xp.zeros((int(rows.offsets[-1]), int(cols.offsets[-1])), dtype=np.float64)
+    cross = None
     for index, start in enumerate(range(0, n, block_rows)):
         stop = min(n, start + block_rows)
         q_r = rows.block(xp, index, start, stop, dtype, timings, nbytes)
         q_c = q_r if cols is rows else cols.block(xp, index, start, stop, dtype, timings, nbytes)
         t = time.perf_counter()
-        cross += q_r @ q_c.T  # a SYRK when both sides are the same buffer
+        product = q_r @ q_c.T  # a SYRK when both sides are the same buffer
+        if cross is None:  # the first block's product is the sum so far (0 + x is x, bit for bit)
+            cross = product.astype(np.float64, copy=False)
+        else:
+            cross += product
         synchronize(xp)
         timings["gemm"] += time.perf_counter() - t
     return cross

@@ -327,6 +327,11 @@ class ActivationStore:
         layers' array lists) concurrently, in one round trip."""
         self._catalog.prefetch(networks, layers)
 
+    def prefetch_arrays(self, arrays: list[tuple[str, str, int | None]]) -> None:
+        """Within :meth:`snapshot`: open the activation arrays ``(network, layer, step)``
+        concurrently, in one round trip."""
+        self._catalog.prefetch_arrays(arrays)
+
     def content_fingerprint(self, items: Iterable[Any]) -> str:
         """sha256 hex of what a computation read: ``n_datapoints`` plus, for each item in the
         order given, ``(network, layer, step, write_id)`` (and the timestep, when set).

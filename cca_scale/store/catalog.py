@@ -110,6 +110,35 @@ class Catalog:
             if not isinstance(found, BaseException):
                 self._memo[key] = found
 
+    def prefetch_arrays(self, arrays: list[tuple[str, str, int | None]]) -> None:
+        """Within a :meth:`snapshot`, open the activation arrays ``(network, layer, step)`` all
+        concurrently, in one round trip (each after its network's, layer's and own documents,
+        as :meth:`open_array` does one by one). Anything that fails is left out, to be opened
+        (and reported) where it is asked for."""
+        if self._memo is None:
+            return
+        keys = [("array", n, la, s) for n, la, s in arrays if ("array", n, la, s) not in self._memo]
+        if not keys:
+            return
+        z, where = self.zstore, self.location
+
+        async def one(network: str, layer: str, step: int | None):
+            path = layout.array_path(network, layer, step)
+            found = await asyncio.gather(
+                documents.anode_document(z, where, layout.network_path(network), "network"),
+                documents.anode_document(z, where, layout.layer_path(network, layer), "layer"),
+                documents.anode_document(z, where, path, "array"))
+            if any(doc is None for doc in found):
+                return None
+            return await documents.aopen_activation_array(z, where, path)
+
+        async def all_of():
+            return await asyncio.gather(*(one(*key[1:]) for key in keys), return_exceptions=True)
+
+        for key, found in zip(keys, zarr_io.run(all_of())):
+            if found is not None and not isinstance(found, BaseException):
+                self._memo[key] = found
+
     def _children(self, prefix: str, kind: str) -> dict[str, dict]:
         """{name: attributes} of the child nodes of ``prefix``, each checked as a ``kind``
         ('network', 'layer', 'array'). Writes in progress are left out; damage raises."""

@@ -205,13 +205,20 @@ def open_activation_array(zstore, location, path: str, *,
     with chunks but no document is damaged."""
     if not checked and node_document(zstore, location, path, "array") is None:
         return None
-    where = shown(location, document_key(path))
+    return zarr_io.run(aopen_activation_array(zstore, location, path))
+
+
+async def aopen_activation_array(zstore, location, path: str) -> zarr.Array | None:
+    """Open an activation array whose document was checked; None if it was deleted since."""
+    from zarr.api.asynchronous import open_array
+
     try:
-        return zarr.open_array(store=zstore, path=path, mode="r", zarr_format=3)
+        return zarr.Array(await open_array(store=zstore, path=path, mode="r", zarr_format=3))
     except (FileNotFoundError, zarr.errors.NodeTypeValidationError):
         return None  # deleted since
     except Exception as exc:
-        raise damaged(where, f"Zarr cannot open the array ({type(exc).__name__}: {exc})") from None
+        raise damaged(shown(location, document_key(path)),
+                      f"Zarr cannot open the array ({type(exc).__name__}: {exc})") from None
 
 
 # -- listing children ---------------------------------------------------------------------------
