@@ -76,12 +76,16 @@ def coords_task(readers, *, dtype: str, backend: str, rtol: float | None = None,
     capacity = sum(int(r.shape[-1]) for r in readers)  # rows past the ranks are never touched
     blocks = [xp.empty((capacity, min(n, s + block_rows) - s), dtype=np.dtype(dtype))
               for s in starts]
-    bases, offsets, nbytes = [], [0], 0
+    bases, offsets, nbytes, raw = [], [0], 0, None
     for reader in readers:
-        raw = reader.read()
-        nbytes += int(raw.nbytes)
-        raw = xp.asarray(raw, dtype=xp.float64)  # once: the chunks and blocks below are views
         rows = reader.chunk_rows
+        shape = (n, int(reader.shape[-1]))
+        if raw is None or raw.shape != shape:  # one float64 buffer for the side's layers:
+            raw = xp.empty(shape, dtype=xp.float64)  # fresh memory costs more than their GEMMs
+        for start in range(0, n, rows):  # read into it chunk by chunk; the chunks factored
+            chunk = reader.read(start, min(n, start + rows))  # and the blocks projected below
+            nbytes += int(chunk.nbytes)  # are views of it
+            raw[start:start + chunk.shape[0]] = xp.asarray(chunk)
         who = describe("x", network=reader.network, layer=reader.layer)
         basis = _factor(xp, lambda: (raw[s:s + rows] for s in range(0, n, rows)), rtol=rtol,
                         who=who)

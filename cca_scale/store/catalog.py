@@ -223,6 +223,12 @@ class Catalog:
         network = check_name(network, kind="network")
         layer = check_name(layer, kind="layer")
         step = check_step(step)
+        if self._memo is not None:  # within a snapshot: the layer's array list, read once
+            try:
+                steps, unstepped = self.arrays(network, layer)
+            except (LayerNotFoundError, NetworkNotFoundError):
+                return False
+            return unstepped if step is None else step in steps
         return zarr_io.node_exists(self.zstore, layout.array_path(network, layer, step))
 
     def open_array(self, network: str, layer: str, step: int | None) -> zarr.Array:
