@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -188,16 +187,12 @@ def bench_core(*, n_datapoints: int = 10_000, n_neurons: int = 128, pairs: int =
     }
 
 
-_MIB_READ = re.compile(r"([\d,]+(?:\.\d+)?) MiB read from the store")
-
-
 def _timed_compare(store_path, out_path, *, metrics, workers: int, dtype: str, gpu: bool,
                    tile: int | None, client=None, variant: str = "paper") -> dict:
     """One comparison, timed: in this process on ``client`` (a warm cluster: the engine alone),
     or, without a client, as a whole ``cca-scale compare`` process (imports, cluster start and
     teardown included). Returns ``seconds`` and what the output recorded: ``timings`` and
-    ``bytes_read`` (the run summary's; for a process, parsed from the MiB it prints, since the
-    stored output does not keep the run summary; None where absent)."""
+    ``bytes_read`` (of its timings; None where absent)."""
     from cca_scale.engine.results import load_distances
 
     if client is not None:
@@ -209,22 +204,20 @@ def _timed_compare(store_path, out_path, *, metrics, workers: int, dtype: str, g
                          client=client, overwrite=True, dtype=dtype, tile=tile,
                          variant=variant, backend="cupy" if gpu else "auto")
         seconds = time.perf_counter() - t
-        matrix = next(iter(matrix.values())) if isinstance(matrix, dict) else matrix
-        summary = matrix.metadata.get("run_summary") or {}
-        return {"seconds": seconds, "timings": matrix.metadata.get("timings", {}),
-                "bytes_read": summary.get("bytes_read"), "tile": matrix.metadata.get("tile")}
-    cmd = [sys.executable, "-m", "cca_scale.cli.main", "compare", str(store_path),
-           "--layer", "hidden", "--out", str(out_path), "--quiet", "--overwrite",
-           "--metric", ",".join(metrics), "--workers", str(workers), "--dtype", dtype,
-           "--variant", variant] + \
-        (["--gpu"] if gpu else []) + (["--tile", str(tile)] if tile else [])
-    t = time.perf_counter()
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    seconds = time.perf_counter() - t
-    found = _MIB_READ.search(done.stderr)
-    meta = load_distances(out_path).metadata
-    return {"seconds": seconds, "timings": meta.get("timings", {}), "tile": meta.get("tile"),
-            "bytes_read": float(found.group(1).replace(",", "")) * 2**20 if found else None}
+        meta = (next(iter(matrix.values())) if isinstance(matrix, dict) else matrix).metadata
+    else:
+        cmd = [sys.executable, "-m", "cca_scale.cli.main", "compare", str(store_path),
+               "--layer", "hidden", "--out", str(out_path), "--quiet", "--overwrite",
+               "--metric", ",".join(metrics), "--workers", str(workers), "--dtype", dtype,
+               "--variant", variant] + \
+            (["--gpu"] if gpu else []) + (["--tile", str(tile)] if tile else [])
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        seconds = time.perf_counter() - t
+        meta = load_distances(out_path).metadata
+    timings = meta.get("timings", {})
+    return {"seconds": seconds, "timings": timings, "tile": meta.get("tile"),
+            "bytes_read": timings.get("bytes_read")}
 
 
 def _bench_client(workers: int, gpu: bool, whole_process: bool):

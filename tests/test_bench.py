@@ -60,12 +60,6 @@ def test_passes_over_data():
     assert bench.passes_over_data(4 * 100 * 8 * 8, itemsize=8, **dims) == 1.0
 
 
-def test_mib_parsed_from_the_printed_run_summary():
-    line = "  wall 9.80 s, 1,234.5 MiB read from the store"
-    found = bench._MIB_READ.search(line)
-    assert float(found.group(1).replace(",", "")) == 1234.5
-
-
 def test_original_method_is_timed_on_at_least_min_pairs():
     out = bench.time_original_pwcca(n_networks=3, n_datapoints=200, n_neurons=6, min_pairs=4,
                                     min_seconds=0.0, threads=1)
@@ -201,6 +195,7 @@ def test_real_run_records_what_the_report_reads(tmp_path):
                                 workdir=str(tmp_path))
     for mode in ("whole_process", "warm_client"):
         part = report[mode]
-        assert part["bytes_read"] is not None
+        assert part["bytes_read"] is not None  # recorded in the output's timings by both
+        assert part["passes_over_data"]["median"] == pytest.approx(1.0)  # each network once
         assert {"io", "gemm", "pairs"} <= set(part["phase_shares"])
         assert all(math.isfinite(v) for v in part["engine_wall_seconds"].values())

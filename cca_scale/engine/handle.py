@@ -152,10 +152,9 @@ class Comparison:
         self._finish()
         ill = {m: self.out.n_ill_posed(m) for m in self.metrics}
         self.run_summary = self._summary(ill)
-        size = len(self.out.meta["rows"]) * len(self.out.meta["cols"])
         for m, n in ill.items():
             if n:
-                line = ill_posed_line(n, size)
+                line = ill_posed_line(n, self.shape[0] * self.shape[1])
                 logger.warning(f"{m}: {line}" if self.many else line)
         return self.run_summary
 
@@ -170,9 +169,13 @@ class Comparison:
             if self.futures:
                 self.client.cancel(self.futures)
         finally:
-            self.out.release()
-            self._close()
-            self._remove_temporary()
+            self._end()
+
+    @property
+    def bytes_read(self) -> int:
+        """Activation bytes this run read so far: its prepare/coords tasks, and its finished
+        tiles (streaming ones)."""
+        return self.prepared_bytes + sum(s.bytes_read for s in self.summaries)
 
     def _finish(self) -> None:
         wall = time.perf_counter() - self.started
@@ -189,7 +192,8 @@ class Comparison:
             timings={"wall_seconds": wall, "task_seconds": totals, "pairs_computed": pairs,
                      "tiles_computed": len(self.summaries),
                      "gemm_gflop": flops / 1e9, "pair_phase_seconds": pair_phase,
-                     "pairs_per_second": pairs / wall if wall > 0 else None},
+                     "pairs_per_second": pairs / wall if wall > 0 else None,
+                     "bytes_read": self.bytes_read},
         )
 
     def _summary(self, ill_posed: dict) -> RunSummary:
@@ -203,7 +207,7 @@ class Comparison:
             ill_posed=ill_posed,
             tiles_computed=len(self.summaries), tiles_resumed=self.resume.done,
             wall_seconds=time.perf_counter() - self.started,
-            bytes_read=self.prepared_bytes + sum(s.bytes_read for s in self.summaries),
+            bytes_read=self.bytes_read,
             data_bytes=self.data_bytes)
 
     def _remove_temporary(self) -> None:
