@@ -273,16 +273,17 @@ def _cross_products(xp, spec: TileSpec, rows: _Side, cols: _Side, timings, nbyte
     dtype = np.dtype(spec.dtype)
     n = rows.n
     block_rows = min(spec.chunk_rows, n)
-    cross = None
+    cross = product = None
     for index, start in enumerate(range(0, n, block_rows)):
         stop = min(n, start + block_rows)
         q_r = rows.block(xp, index, start, stop, dtype, timings, nbytes)
         q_c = q_r if cols is rows else cols.block(xp, index, start, stop, dtype, timings, nbytes)
         t = time.perf_counter()
-        product = q_r @ q_c.T  # a SYRK when both sides are the same buffer
         if cross is None:  # the first block's product is the sum so far (0 + x is x, bit for bit)
-            cross = product.astype(np.float64, copy=False)
-        else:
+            cross = (q_r @ q_c.T).astype(np.float64, copy=False)  # a SYRK when q_c is q_r
+        else:  # later ones into one reused buffer: fresh memory costs more than the GEMM
+            product = xp.empty(cross.shape, dtype=q_r.dtype) if product is None else product
+            xp.matmul(q_r, q_c.T, out=product)
             cross += product
         synchronize(xp)
         timings["gemm"] += time.perf_counter() - t
