@@ -66,3 +66,40 @@ def test_tiles_written_side_by_side_in_threads_are_all_done(small_store, tmp_pat
     assert not matrix.n_ill_posed
     done = ComparisonOutput.open(out).done_mask()
     assert done.shape == (4, 4) and done.all()
+
+
+@pytest.mark.timeout(120)
+def test_the_command_leaves_pandas_unimported_and_writes_the_same_matrix(small_store, tmp_path):
+    """``cca-scale compare`` finishes with ``Comparison.wait()``: the matrix stays in the output,
+    unread, so the run never imports pandas (0.3 s of every run); the output holds what
+    ``cca_scale.compare`` returns."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "w.zarr"
+    code = ("import sys; from cca_scale.cli.main import main; "
+            f"rc = main(['compare', {str(small_store)!r}, '--layer', 'h', '--out', {str(out)!r}, "
+            "'--workers', '1', '--quiet']); print(rc, 'pandas' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=110)
+    assert done.stdout.split()[-2:] == ["0", "False"], done.stdout + done.stderr
+    want = cca_scale.compare(str(small_store), layer="h", n_workers=1)
+    np.testing.assert_array_equal(cca_scale.load_distances(out).values, want.values)
+
+
+@pytest.mark.timeout(120)
+def test_wait_returns_the_run_summary_result_would_record(small_store, tmp_path):
+    from cca_scale.engine.compare import submit
+    from cca_scale.engine.handle import RunSummary
+
+    waited = submit(str(small_store), layer="h", out=str(tmp_path / "a.zarr"), n_workers=1)
+    summary = waited.wait()
+    assert isinstance(summary, RunSummary) and waited.run_summary is summary
+    assert waited.shape == (4, 4) and summary.pairs_computed == {"pwcca": 12}
+    matrix = submit(str(small_store), layer="h", out=str(tmp_path / "b.zarr"),
+                    n_workers=1).result()
+    recorded = matrix.metadata["run_summary"]
+    for key in ("pairs_total", "pairs_computed", "ill_posed", "bytes_read", "data_bytes"):
+        assert getattr(summary, key) == recorded[key], key
+    np.testing.assert_array_equal(cca_scale.load_distances(tmp_path / "a.zarr").values,
+                                  matrix.values)
