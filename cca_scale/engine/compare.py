@@ -123,9 +123,11 @@ def submit(
             f"Got {backend!r} instead."
         )
     store = open_store(store)
-    res = resolve_request(store, req)
-    row_records = item_records(store, res.rows, res.row_readers)
-    col_records = row_records if res.square else item_records(store, res.cols, res.col_readers)
+    with store.snapshot():  # one view of the store: each document read once, for both steps
+        res = resolve_request(store, req)
+        row_records = item_records(store, res.rows, res.row_readers)
+        col_records = row_records if res.square else item_records(store, res.cols,
+                                                                  res.col_readers)
 
     temporary_dir = None
     if out is None:

@@ -113,8 +113,9 @@ class Catalog:
     def prefetch_arrays(self, arrays: list[tuple[str, str, int | None]]) -> None:
         """Within a :meth:`snapshot`, open the activation arrays ``(network, layer, step)`` all
         concurrently, in one round trip (each after its network's, layer's and own documents,
-        as :meth:`open_array` does one by one). Anything that fails is left out, to be opened
-        (and reported) where it is asked for."""
+        as :meth:`open_array` does one by one; the first two as this snapshot read them, if it
+        did). Anything that fails is left out, to be opened (and reported) where it is asked
+        for."""
         if self._memo is None:
             return
         keys = [("array", n, la, s) for n, la, s in arrays if ("array", n, la, s) not in self._memo]
@@ -124,10 +125,14 @@ class Catalog:
 
         async def one(network: str, layer: str, step: int | None):
             path = layout.array_path(network, layer, step)
-            found = await asyncio.gather(
-                documents.anode_document(z, where, layout.network_path(network), "network"),
-                documents.anode_document(z, where, layout.layer_path(network, layer), "layer"),
-                documents.anode_document(z, where, path, "array"))
+            nodes = [(path, "array")]  # and the network's and layer's, unless already read
+            if self._memo.get(("node", layout.network_path(network))) is None:
+                nodes.append((layout.network_path(network), "network"))
+            layers = self._memo.get(("children", layout.network_path(network), "layer")) or {}
+            if layers.get(layer) is None:
+                nodes.append((layout.layer_path(network, layer), "layer"))
+            found = await asyncio.gather(*(documents.anode_document(z, where, node, kind)
+                                           for node, kind in nodes))
             if any(doc is None for doc in found):
                 return None
             return await documents.aopen_activation_array(z, where, path)
