@@ -321,7 +321,7 @@ class Catalog:
         return LayerReader(
             self.location, path, network=network, layer=layer, step=step, timestep=timestep,
             shape=shape, dtype=array.dtype, chunk_rows=max(1, min(int(array.chunks[0]), shape[0])),
-            write_id=str(info.get("write_id", "")),
+            write_id=str(info.get("write_id", "")), array=array,
         )
 
     def verify(self, networks: list[str], *, read: bool, n_datapoints: int | None) -> int:

@@ -49,6 +49,9 @@ class LayerReader:
         Datapoints per stored chunk; reads aligned to it touch each chunk once.
     write_id : str
         uuid4 hex, new every time the array is (re)written.
+    array : zarr.Array, optional
+        The array, already opened by whoever made the reader (in this process only: a pickled
+        reader opens it again where it is read).
     """
 
     __slots__ = ("location", "array_path", "network", "layer", "step", "timestep", "shape",
@@ -57,7 +60,7 @@ class LayerReader:
 
     def __init__(self, location: Location, array_path: str, *, network: str, layer: str,
                  step: int | None, timestep: int | None, shape: tuple[int, int], dtype,
-                 chunk_rows: int, write_id: str):
+                 chunk_rows: int, write_id: str, array: zarr.Array | None = None):
         self.location = location
         self.array_path = array_path
         self.network = network
@@ -70,6 +73,8 @@ class LayerReader:
         self.write_id = write_id
         self._array = None
         self._nan_fill = True
+        if array is not None:
+            self._adopt(array)
 
     # -- pickling: never ship the open array ----------------------------------------------------
     def __getstate__(self):
@@ -117,12 +122,15 @@ class LayerReader:
                     f"{self.array_path!r} is no longer in the store at {self.location} "
                     "(deleted, or an in-memory fsspec store read from another process)."
                 )
-            try:
-                self._nan_fill = math.isnan(float(array.metadata.fill_value))
-            except (TypeError, ValueError):
-                self._nan_fill = False
-            self._array = array
+            self._adopt(array)
         return self._array
+
+    def _adopt(self, array: zarr.Array) -> None:
+        try:
+            self._nan_fill = math.isnan(float(array.metadata.fill_value))
+        except (TypeError, ValueError):
+            self._nan_fill = False
+        self._array = array
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Datapoints ``start:stop`` (all by default) as a 2-D NumPy array of the stored dtype."""
