@@ -285,3 +285,22 @@ def test_resolving_reads_each_networks_documents_in_few_round_trips(tmp_path, mo
     res = resolve_request(ActivationStore.open(tmp_path / "acts.zarr"), req)
     assert [i.network for i in res.rows] == [f"n{k}" for k in range(12)]
     assert len(calls) <= 6, len(calls)  # a few in all, however many networks
+
+
+@pytest.mark.parametrize("hostile", ["../n0", "n0/../../x", "", "a" * 300])
+def test_prefetching_refuses_a_hostile_name_before_reading(tmp_path, rng, hostile):
+    """The prefetches build store paths from names: a name that is not one is refused as
+    everywhere else in the store, before anything is read."""
+    from cca_scale.errors import InvalidNameError
+
+    store = ActivationStore.create(tmp_path / "acts.zarr", n_datapoints=20)
+    store.add("n0", "h", rng.standard_normal((20, 3)).astype(np.float32))
+    with store.snapshot():
+        with pytest.raises(InvalidNameError):
+            store.prefetch([hostile])
+        with pytest.raises(InvalidNameError):
+            store.prefetch(["n0"], [hostile])
+        with pytest.raises(InvalidNameError):
+            store.prefetch_arrays([("n0", hostile, None)])
+        with pytest.raises(InvalidNameError):
+            store.prefetch_arrays([(hostile, "h", None)])

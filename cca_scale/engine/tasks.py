@@ -80,11 +80,11 @@ def coords_task(readers, *, dtype: str, backend: str, rtol: float | None = None,
     for reader in readers:
         rows = reader.chunk_rows
         shape = (n, int(reader.shape[-1]))
-        if raw is None or raw.shape != shape:  # one float64 buffer for the side's layers:
-            raw = xp.empty(shape, dtype=xp.float64)  # fresh memory costs more than their GEMMs
-        for start in range(0, n, rows):  # read into it chunk by chunk; the chunks factored
-            chunk = reader.read(start, min(n, start + rows))  # and the blocks projected below
-            nbytes += int(chunk.nbytes)  # are views of it
+        if raw is None or raw.shape != shape:  # one float64 buffer for the side's layers
+            raw = xp.empty(shape, dtype=xp.float64)  # (fresh memory costs more than the GEMMs)
+        for start in range(0, n, rows):  # filled chunk by chunk; factored and projected below
+            chunk = reader.read(start, min(n, start + rows))  # through views of it
+            nbytes += int(chunk.nbytes)
             raw[start:start + chunk.shape[0]] = xp.asarray(chunk)
         who = describe("x", network=reader.network, layer=reader.layer)
         basis = _factor(xp, lambda: (raw[s:s + rows] for s in range(0, n, rows)), rtol=rtol,

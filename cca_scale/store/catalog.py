@@ -86,6 +86,8 @@ class Catalog:
         left out, to be read (and reported) where it is asked for."""
         if self._memo is None:
             return
+        networks = [check_name(n, kind="network") for n in networks]
+        layers = None if layers is None else [check_name(la, kind="layer") for la in layers]
         z, where = self.zstore, self.location
         wanted = {("node", layout.network_path(n)): (documents.anode_document, z, where,
                                                       layout.network_path(n), "network")
@@ -118,7 +120,9 @@ class Catalog:
         for."""
         if self._memo is None:
             return
-        keys = [("array", n, la, s) for n, la, s in arrays if ("array", n, la, s) not in self._memo]
+        keys = [("array", check_name(n, kind="network"), check_name(la, kind="layer"),
+                 check_step(s)) for n, la, s in arrays]  # the keys open_array looks up
+        keys = [key for key in dict.fromkeys(keys) if key not in self._memo]
         if not keys:
             return
         z, where = self.zstore, self.location
