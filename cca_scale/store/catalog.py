@@ -125,24 +125,10 @@ class Catalog:
         keys = [key for key in dict.fromkeys(keys) if key not in self._memo]
         if not keys:
             return
-        z, where = self.zstore, self.location
-
-        async def one(network: str, layer: str, step: int | None):
-            path = layout.array_path(network, layer, step)
-            nodes = [(path, "array")]  # and the network's and layer's, unless already read
-            if self._memo.get(("node", layout.network_path(network))) is None:
-                nodes.append((layout.network_path(network), "network"))
-            layers = self._memo.get(("children", layout.network_path(network), "layer")) or {}
-            if layers.get(layer) is None:
-                nodes.append((layout.layer_path(network, layer), "layer"))
-            found = await asyncio.gather(*(documents.anode_document(z, where, node, kind)
-                                           for node, kind in nodes))
-            if any(doc is None for doc in found):
-                return None
-            return await documents.aopen_activation_array(z, where, path)
 
         async def all_of():
-            return await asyncio.gather(*(one(*key[1:]) for key in keys), return_exceptions=True)
+            return await asyncio.gather(*(self._aopen_array(*key[1:]) for key in keys),
+                                        return_exceptions=True)
 
         for key, found in zip(keys, zarr_io.run(all_of())):
             if found is not None and not isinstance(found, BaseException):
@@ -248,18 +234,33 @@ class Catalog:
         return self._remembered(("array", network, layer, step),
                                 lambda: self._open_array(network, layer, step))
 
-    def _open_array(self, network: str, layer: str, step: int | None) -> zarr.Array:
+    async def _aopen_array(self, network: str, layer: str,
+                           step: int | None) -> zarr.Array | None:
+        """The activation array, opened after its network's, layer's and own documents (read at
+        once; within a snapshot the first two as it read them, if it did): damage there is
+        reported, the first in that order, not read past. None if any of them is missing."""
+        z, where = self.zstore, self.location
+        memo = self._memo or {}
+        nodes = []
+        if memo.get(("node", layout.network_path(network))) is None:
+            nodes.append((layout.network_path(network), "network"))
+        if (memo.get(("children", layout.network_path(network), "layer")) or {}).get(layer) is None:
+            nodes.append((layout.layer_path(network, layer), "layer"))
         path = layout.array_path(network, layer, step)
-        # The network's and layer's documents too (read at once): damage there is reported,
-        # not read past.
-        found = documents.node_documents(self.zstore, self.location, [
-            (layout.network_path(network), "network"),
-            (layout.layer_path(network, layer), "layer"), (path, "array")])
-        if all(doc is not None for doc in found):
-            array = documents.open_activation_array(self.zstore, self.location, path,
-                                                    checked=True)
-            if array is not None:
-                return array
+        nodes.append((path, "array"))
+        found = await asyncio.gather(*(documents.anode_document(z, where, node, kind)
+                                       for node, kind in nodes), return_exceptions=True)
+        for item in found:
+            if isinstance(item, BaseException):
+                raise item
+        if any(doc is None for doc in found):
+            return None
+        return await documents.aopen_activation_array(z, where, path)
+
+    def _open_array(self, network: str, layer: str, step: int | None) -> zarr.Array:
+        array = zarr_io.run(self._aopen_array(network, layer, step))
+        if array is not None:
+            return array
         steps, unstepped = self.arrays(network, layer)  # raises for a missing network or layer
         who = f"network {network!r}, layer {layer!r}"
         if step is None and steps:

@@ -34,7 +34,6 @@ __all__ = [
     "check_folder",
     "damaged",
     "node_document",
-    "node_documents",
     "open_activation_array",
     "read_document",
     "root_meta",
@@ -333,17 +332,3 @@ def node_document(zstore, location, path: str, kind: str) -> dict | None:
     """The checked attributes of the ``kind`` node at ``path``, or None when there is no such
     node (DamagedStoreError for a folder with data but no document, or a bad document)."""
     return zarr_io.run(anode_document(zstore, location, path, kind))
-
-
-def node_documents(zstore, location, nodes: list[tuple[str, str]]) -> list[dict | None]:
-    """:func:`node_document` of several ``(path, kind)`` nodes, read concurrently; the first
-    damaged one (in the order given) raises."""
-    async def all_of():
-        return await asyncio.gather(*(anode_document(zstore, location, path, kind)
-                                      for path, kind in nodes), return_exceptions=True)
-
-    found = zarr_io.run(all_of())
-    for item in found:
-        if isinstance(item, BaseException):
-            raise item
-    return found
