@@ -216,10 +216,13 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
     hold = hold_coordinates(needed.values(), dtype=req.dtype, memory=memory)
     submitted: dict[str, Any] = {}
 
-    def once(task, key_kind: str, token: str, *args, **kwargs):
+    def once(task, key_kind: str, token: str, what, nbytes: int, **kwargs):
+        """``task(what, ...)``, submitted the first time ``token`` is asked for (it reads
+        ``nbytes`` of activations)."""
         if token not in submitted:
+            handle.prepared_bytes += nbytes
             submitted[token] = client.submit(
-                task, *args, dtype=req.dtype, backend=backend, rtol=req.rtol, **kwargs,
+                task, what, dtype=req.dtype, backend=backend, rtol=req.rtol, **kwargs,
                 key=f"cca-{key_kind}-{token}", resources=resources, retries=3,
                 priority=PREPARE_PRIORITY)
         return submitted[token]
@@ -231,16 +234,11 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
         if hold:
             token = tokenize(store, [_identity(r) for r in readers], req.dtype, backend, req.rtol,
                              chunk_rows)
-            if token not in submitted:
-                handle.prepared_bytes += sum(_nbytes(r) for r in readers)
-            return once(coords_task, "coords", token, readers, block_rows=chunk_rows)
-        futures = []
-        for reader in readers:
-            token = tokenize(store, _identity(reader), req.dtype, backend, req.rtol)
-            if token not in submitted:
-                handle.prepared_bytes += _nbytes(reader)
-            futures.append(once(prepare_task, "prepare", token, reader))
-        return futures
+            return once(coords_task, "coords", token, readers, sum(map(_nbytes, readers)),
+                        block_rows=chunk_rows)
+        return [once(prepare_task, "prepare",
+                     tokenize(store, _identity(r), req.dtype, backend, req.rtol), r, _nbytes(r))
+                for r in readers]
 
     handle.data_bytes += sum(_nbytes(r) for r in needed.values())
     run = tokenize(handle.out.path, time.time())
