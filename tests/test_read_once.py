@@ -304,3 +304,16 @@ def test_prefetching_refuses_a_hostile_name_before_reading(tmp_path, rng, hostil
             store.prefetch_arrays([("n0", hostile, None)])
         with pytest.raises(InvalidNameError):
             store.prefetch_arrays([(hostile, "h", None)])
+
+
+def test_attribute_records_are_the_rows_of_attributes(tmp_path, rng):
+    store = ActivationStore.create(tmp_path / "acts.zarr", n_datapoints=20)
+    for k, attrs in enumerate([{"lr": 0.1, "seed": 0}, {"seed": 1}, {"lr": 0.01, "seed": 2}]):
+        store.add(f"n{k}", "h", rng.standard_normal((20, 3)).astype(np.float32), attrs=attrs)
+    records = store.attribute_records()
+    assert records == {"n0": {"lr": 0.1, "seed": 0}, "n1": {"seed": 1},
+                       "n2": {"lr": 0.01, "seed": 2}}
+    assert list(store.attribute_records("seed >= 1")) == ["n1", "n2"]
+    frame = store.attributes()
+    assert list(frame.index) == list(records)
+    assert frame.loc["n2", "lr"] == 0.01 and frame.loc["n1", "seed"] == 1
