@@ -60,6 +60,38 @@ def test_engine_route_of_svcca_variant_matches_one_pair_route(rng):
     assert res.backward == pytest.approx(cca_scale.pwcca_distance(y, x, variant="svcca"), abs=1e-9)
 
 
+def test_svcca_variant_in_stacks_equals_pair_by_pair(rng):
+    """The svcca kernel runs regular pairs as stacks (grouped by shape) and pairs with a null
+    direction one by one: each pair gets what it gets alone, and the original's value."""
+    from cca_scale.core.kernels import SvccaSide, stable_pwcca_batch, stable_pwcca_similarity
+    from cca_scale.core.pairs import original_pwcca_similarity
+
+    n, d = 600, 8
+    layers = [make_pair(rng, n=n, dx=d - 1, dy=d - 1)[k] for k in (0, 1)]
+    layers += [make_pair(rng, n=n, dx=d - 1, dy=d - 1)[0]]
+    dup = make_pair(rng, n=n, dx=d - 1, dy=3)[0]
+    layers.append(np.hstack([dup, dup[:, :1]]))  # a duplicated unit: rank d - 1, d kept neurons
+    bases = [prepare(x) for x in layers]
+    sides = [SvccaSide.of(b) for b in bases]
+    assert [s.regular for s in sides] == [True, True, True, False]
+    pairs = [(i, j) for i in range(4) for j in range(4) if i != j]
+    xs, ys = [sides[i] for i, _ in pairs], [sides[j] for _, j in pairs]
+    cross = np.stack([bases[i].q.T @ bases[j].q for i, j in pairs])
+    forward, backward, rho_max, rho_min, kx, ky = stable_pwcca_batch(xs, ys, cross)
+    for p, (i, j) in enumerate(pairs):
+        sim, nx, ny, rho = stable_pwcca_similarity(xs[p], ys[p], cross[p])
+        assert forward[p] == sim  # the same stacked code, one pair or many
+        assert (rho_max[p], rho_min[p], kx[p], ky[p]) == (rho[0], rho[-1], nx, ny)
+        assert backward[p] == pytest.approx(
+            stable_pwcca_similarity(ys[p], xs[p], cross[p].T)[0], abs=1e-12)
+        if sides[i].regular and sides[j].regular:
+            assert forward[p] == pytest.approx(
+                original_pwcca_similarity(layers[i], layers[j], 1e-10), abs=1e-9)
+            assert backward[p] == pytest.approx(
+                original_pwcca_similarity(layers[j], layers[i], 1e-10), abs=1e-9)
+    assert np.isnan(stable_pwcca_batch(xs, ys, cross, both=False)[1]).all()
+
+
 def test_variants_differ_on_generic_data(rng):
     x, y = make_pair(rng, n=800, dx=10, dy=7)
     paper, original = (cca_scale.pwcca_distance(x, y, variant=v) for v in ("paper", "svcca"))

@@ -8,8 +8,9 @@ synchronisation per pair: NumPy's and CuPy's linear algebra both take stacks of 
 one-pair functions are batches of one (:meth:`cca_scale.core.registry.MetricInfo.pair`), so a pair
 gets the same numbers alone or in a tile of the engine.
 
-The svcca variant of PWCCA reproduces the original implementation's steps, which are not
-batched: its kernel brings the batch's cross products to the host once and loops there.
+The svcca variant of PWCCA reproduces the original implementation's steps on the host (NumPy
+float64, LAPACK's signs): its kernel brings the batch's cross products to the host once and runs
+them as stacks there (:func:`~cca_scale.core.kernels.stable_pwcca_batch`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cca_scale.core.kernels import (
     SvccaSide,
     ill_posed,
     projection_weights,
-    stable_pwcca_similarity,
+    stable_pwcca_batch,
 )
 
 __all__ = ["BatchResult", "Layers", "cka_batch", "cosine_batch", "euclidean_batch",
@@ -171,18 +172,12 @@ def pwcca_batch(cross, a: Layers, b: Layers, *, variant: str = "paper",
         backward = (1.0 - _weighted_mean(xp, xp.matmul(vt, b.r), rho)) if both else \
             _nan(xp, forward)
         return _result(forward, backward, rho[:, 0], rho[:, -1], a, b, cca=True)
-    host = to_host(cross).astype(np.float64)
     sides_a, sides_b = (_sides(layers, epsilon) for layers in (a, b))
-    out = np.full((4, a.size), np.nan)
-    ranks = np.zeros((2, a.size), dtype=np.int64)
-    for p in range(a.size):
-        sim_ab, nx, ny, rho = stable_pwcca_similarity(sides_a[p], sides_b[p], host[p])
-        if both:
-            out[1, p] = 1.0 - stable_pwcca_similarity(sides_b[p], sides_a[p], host[p].T)[0]
-        out[0, p], out[2, p], out[3, p] = 1.0 - sim_ab, rho[0], rho[-1]
-        ranks[:, p] = nx, ny
+    forward, backward, rho_max, rho_min, n_a, n_b = stable_pwcca_batch(sides_a, sides_b, cross,
+                                                                       both=both)
     ill = np.full(a.size, ill_posed(a.rank, b.rank, a.n_datapoints))
-    return BatchResult(*(xp.asarray(v) for v in out), ranks[0], ranks[1], ill)
+    return BatchResult(*(xp.asarray(v) for v in (1.0 - forward, 1.0 - backward, rho_max,
+                                                  rho_min)), n_a, n_b, ill)
 
 
 def _sides(layers: Layers, epsilon: float) -> tuple:

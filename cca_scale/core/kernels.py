@@ -26,6 +26,7 @@ __all__ = [
     "ill_posed_message",
     "projection_weights",
     "pwcca_side",
+    "stable_pwcca_batch",
     "stable_pwcca_similarity",
     "svcca_basis",
     "svcca_rank",
@@ -88,7 +89,9 @@ class SvccaSide:
     neurons) are exact zeros rather than rounding. ``shrink = s / sqrt(s**2 + epsilon)`` is what
     the original's ridge does to each direction. ``neurons = [coords; sqrt(n) * mean]`` holds the
     uncentred kept neurons ``Z`` in the coordinates ``[q, 1/sqrt(n)]`` (what the original projects
-    its directions onto), formed here once rather than once per pair and direction.
+    its directions onto), formed here once rather than once per pair and direction, and
+    ``to_original = wt.T @ diag(shrink) @ u_r.T``, which takes a pair's cross product of bases to
+    the matrix whose SVD the original takes (``to_original_x @ cross @ to_original_y.T``).
     """
 
     kept: np.ndarray  # (n_neurons,) bool
@@ -99,10 +102,16 @@ class SvccaSide:
     mean: np.ndarray  # (n_kept,)
     n_datapoints: int
     neurons: np.ndarray  # (basis rank + 1, n_kept)
+    to_original: np.ndarray  # (n_kept, basis rank)
 
     @property
     def n_kept(self) -> int:
         return int(self.coords.shape[1])
+
+    @property
+    def regular(self) -> bool:
+        """No null directions: each kept neuron adds a direction above the rank tolerance."""
+        return self.rank == self.n_kept
 
     @property
     def rank(self) -> int:
@@ -118,11 +127,12 @@ class SvccaSide:
         coords = r[:, kept]
         u_r, s, wt = np.linalg.svd(coords / np.sqrt((n - 1) * cmax), full_matrices=False)
         good = s > basis.rtol * s[0]
-        s = s[good]
+        s, u_r, wt = s[good], u_r[:, good], wt[good]
+        shrink = s / np.sqrt(s * s + epsilon)
         mean = to_host(basis.mean).astype(np.float64)[kept]
-        return cls(kept=kept, coords=coords, u_r=u_r[:, good], wt=wt[good],
-                   shrink=s / np.sqrt(s * s + epsilon), mean=mean, n_datapoints=n,
-                   neurons=np.vstack([coords, np.sqrt(n) * mean[None, :]]))
+        return cls(kept=kept, coords=coords, u_r=u_r, wt=wt, shrink=shrink, mean=mean,
+                   n_datapoints=n, neurons=np.vstack([coords, np.sqrt(n) * mean[None, :]]),
+                   to_original=wt.T @ (shrink[:, None] * u_r.T))
 
 
 def svcca_rank(s, keep) -> int:
@@ -162,27 +172,91 @@ def stable_pwcca_similarity(x: SvccaSide, y: SvccaSide,
     linearly dependent and get weight 0, as they do in exact arithmetic.
     """
     cross = to_host(cross).astype(np.float64)
+    if x.regular and y.regular:  # no null directions on either side
+        sim, rho = _regular_similarities([x], [y], _original_matrices([x], [y], cross[None]))
+        return float(sim[0]), x.n_kept, y.n_kept, rho[0]
     core = x.shrink[:, None] * (x.u_r.T @ cross @ y.u_r) * y.shrink[None, :]
     k = min(x.n_kept, y.n_kept)
     x_side = x.n_kept <= y.n_kept
     side = x if x_side else y
-    if x.rank == x.n_kept and y.rank == y.n_kept:  # no null directions on either side
-        u, rho, vh = np.linalg.svd(x.wt.T @ core @ y.wt)  # the original's matrix and signs
-        coef = u if x_side else vh.T
-    else:
-        u, rho, vh = np.linalg.svd(core)
-        rot = u if x_side else vh.T
-        q = rho.shape[0]
-        coef = _canonical_signs(side.wt.T @ rot[:, :q])
-        if rot.shape[1] > q:  # directions of the weighting side with no partner: correlation 0
-            rest = side.wt.T @ rot[:, q:]
-            load = rest.T @ (side.coords.T @ (side.coords @ rest))
-            _, order = np.linalg.eigh((load + load.T) / 2)
-            coef = np.concatenate([coef, _canonical_signs(rest @ order[:, ::-1])], axis=1)
-        rho = np.concatenate([rho, np.zeros(k - q)])
-    rho = np.clip(np.abs(rho[:k]), 0.0, 1.0)
+    u, rho, vh = np.linalg.svd(core)
+    rot = u if x_side else vh.T
+    q = rho.shape[0]
+    coef = _canonical_signs(side.wt.T @ rot[:, :q])
+    if rot.shape[1] > q:  # directions of the weighting side with no partner: correlation 0
+        rest = side.wt.T @ rot[:, q:]
+        load = rest.T @ (side.coords.T @ (side.coords @ rest))
+        _, order = np.linalg.eigh((load + load.T) / 2)
+        coef = np.concatenate([coef, _canonical_signs(rest @ order[:, ::-1])], axis=1)
+    rho = np.clip(np.abs(np.concatenate([rho, np.zeros(k - q)])[:k]), 0.0, 1.0)
     weights = _original_weights(side, coef[:, :side.rank])
     return float(np.sum(weights * rho)), x.n_kept, y.n_kept, rho
+
+
+def stable_pwcca_batch(xs, ys, cross, *, both: bool = True) -> tuple[np.ndarray, ...]:
+    """:func:`stable_pwcca_similarity` of P pairs, in both directions.
+
+    ``xs``, ``ys``: the pairs' :class:`SvccaSide` (length P); ``cross`` (P, basis rank x, basis
+    rank y): ``q_x.T @ q_y`` of each pair. Returns ``(forward, backward, rho_max, rho_min,
+    n_kept_x, n_kept_y)``, arrays of shape (P,): ``forward`` the similarity with ``x`` first,
+    ``backward`` with ``y`` first (NaN unless ``both``), the canonical correlations of the
+    forward direction. Pairs of regular layers (no null directions, the usual case) run as stacks
+    of equal shapes, one call of each LAPACK routine per stack; the backward direction takes the
+    SVD of the transpose of the forward's matrix, as the original does with its arguments swapped.
+    Pairs with null directions go one by one through :func:`stable_pwcca_similarity`.
+    """
+    cross = to_host(cross).astype(np.float64)
+    p_count = len(xs)
+    out = np.full((4, p_count), np.nan)
+    kept = np.array([[x.n_kept for x in xs], [y.n_kept for y in ys]], dtype=np.int64)
+    groups: dict[tuple, list[int]] = {}
+    for p, (x, y) in enumerate(zip(xs, ys)):
+        if x.regular and y.regular:
+            groups.setdefault((x.coords.shape, y.coords.shape), []).append(p)
+        else:
+            sim, _, _, rho = stable_pwcca_similarity(x, y, cross[p])
+            if both:
+                out[1, p] = stable_pwcca_similarity(y, x, cross[p].T)[0]
+            out[0, p], out[2, p], out[3, p] = sim, rho[0], rho[-1]
+    for index in groups.values():
+        gx, gy = [xs[p] for p in index], [ys[p] for p in index]
+        matrices = _original_matrices(gx, gy, cross[index])
+        out[0, index], rho = _regular_similarities(gx, gy, matrices)
+        out[2, index], out[3, index] = rho[:, 0], rho[:, -1]
+        if both:
+            out[1, index] = _regular_similarities(gy, gx, np.matrix_transpose(matrices))[0]
+    return out[0], out[1], out[2], out[3], kept[0], kept[1]
+
+
+def _original_matrices(xs, ys, cross) -> np.ndarray:
+    """The matrices whose SVD the original takes, ``to_original_x @ cross @ to_original_y.T``:
+    shape (P, n_kept x, n_kept y)."""
+    to_x = np.stack([x.to_original for x in xs])
+    to_y = np.stack([y.to_original for y in ys])
+    return np.matmul(np.matmul(to_x, cross), np.matrix_transpose(to_y))
+
+
+def _regular_similarities(xs, ys, matrices) -> tuple[np.ndarray, np.ndarray]:
+    """The original's similarity for a stack of pairs of regular layers with ``x`` first, from
+    their :func:`_original_matrices` (shape (P, n_kept x, n_kept y), equal shapes); returns it
+    and the canonical correlations, shape (P, min(n_kept x, n_kept y))."""
+    u, rho, vh = np.linalg.svd(matrices)  # the original's call: full matrices, its signs
+    if matrices.shape[1] <= matrices.shape[2]:  # weights from the side with fewer kept neurons
+        sides, coef = xs, u
+    else:
+        sides, coef = ys, np.matrix_transpose(vh)
+    rho = np.clip(np.abs(rho), 0.0, 1.0)
+    return np.sum(_original_weights_stacked(sides, coef) * rho, axis=1), rho
+
+
+def _original_weights_stacked(sides, coef) -> np.ndarray:
+    """:func:`_original_weights` of regular layers (every kept neuron a direction, so no null
+    ones), stacked: ``coef`` (P, n_kept, n_kept); returns (P, n_kept)."""
+    neurons = np.stack([side.neurons for side in sides])  # Z in [q, 1/sqrt(n)]
+    coords = neurons[:, :-1, :]
+    cols = np.concatenate([np.matmul(coords, coef), neurons[:, -1:, :]], axis=1)
+    sums = np.sum(np.abs(_project_on_span(cols, neurons)), axis=-1)
+    return sums / np.sum(sums, axis=-1, keepdims=True)
 
 
 def _canonical_signs(v: np.ndarray) -> np.ndarray:
@@ -222,13 +296,13 @@ def _original_weights(side: SvccaSide, coef: np.ndarray) -> np.ndarray:
 
 def _project_on_span(cols: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """``p.T @ targets`` where ``cols = p @ r`` is the thin QR of ``cols`` (shape (n, c), c <= n;
-    ``targets`` (n, t); result (c, t)).
+    ``targets`` (n, t); result (c, t); or stacks of them, with leading axes).
 
     NumPy's QR, not SciPy's LAPACK wrappers: SciPy brings its own BLAS, which the engine's
     one-thread-per-task limit (set when the cluster starts) does not reach, so its calls from
     two task threads oversubscribed the cores (1.6x the CPU time for the same tiles)."""
     p, _ = np.linalg.qr(cols)
-    return p.T @ targets
+    return np.matmul(np.matrix_transpose(p), targets)
 
 
 def projection_weights(projections):
