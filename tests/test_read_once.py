@@ -3,12 +3,17 @@ rank-revealing fallback), each network read and projected once (held coordinates
 kernels, and float32 cross products with float64 kernels. Properties only, never timings.
 """
 
+import mmap
+import pickle
+import sys
+
 import numpy as np
 import pytest
 
 import cca_scale
 from cca_scale import ActivationStore
 from cca_scale.core import BasisAccumulator, compare, prepare
+from cca_scale.core.backend import BULK_MIN_BYTES, bulk_empty
 from cca_scale.core.basis import GRAM_MAX_CONDITION, GramAccumulator, factor_chunks
 from cca_scale.core.batched import Layers, gather_results
 from cca_scale.core.registry import METRICS, get_metric
@@ -184,6 +189,36 @@ def test_coordinates_are_orthonormal_stacked_and_read_each_layer_once(small_stor
     c32 = coords_task(readers, dtype="float32", backend="numpy", block_rows=128)
     assert c32.blocks[0].dtype == np.float32 and c32.bases[0].s.dtype == np.float64
     np.testing.assert_allclose(np.concatenate(c32.blocks, axis=1), q, atol=1e-6)
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The kernel's flags of this process's mapping that holds ``address`` (Linux smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head == "VmFlags:":
+                return line.split()[1:]
+    raise AssertionError("no mapping holds the address")
+
+
+def test_bulk_buffers_are_plain_arrays_mapped_without_huge_pages():
+    big = bulk_empty(np, (BULK_MIN_BYTES // 8 // 256, 256), np.float64)
+    small = bulk_empty(np, (4, 3), np.float32)
+    for a, shape, dtype in ((big, (BULK_MIN_BYTES // 2048, 256), np.float64),
+                            (small, (4, 3), np.float32)):
+        assert a.shape == shape and a.dtype == dtype
+        assert a.flags.c_contiguous and a.flags.writeable and a.flags.aligned
+    big[...] = 1.5
+    assert float(big.sum()) == 1.5 * big.size
+    assert np.array_equal(pickle.loads(pickle.dumps(big)), big)  # as task results travel
+    if sys.platform.startswith("linux") and hasattr(mmap, "MADV_NOHUGEPAGE"):
+        assert big.ctypes.data % mmap.PAGESIZE == 0
+        assert "nh" in _vm_flags(big.ctypes.data)  # MADV_NOHUGEPAGE on its mapping
+        assert "nh" not in _vm_flags(np.ones(BULK_MIN_BYTES // 8).ctypes.data)
 
 
 def test_hold_decision_follows_the_memory_share():

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cca_scale.core.backend import array_module, synchronize, to_host
+from cca_scale.core.backend import array_module, bulk_empty, synchronize, to_host
 from cca_scale.core.basis import Basis, factor_chunks
 from cca_scale.core.registry import get_metric
 from cca_scale.core.validation import describe
@@ -74,14 +74,13 @@ def coords_task(readers, *, dtype: str, backend: str, rtol: float | None = None,
     n = int(readers[0].shape[0])
     starts = range(0, n, block_rows)
     capacity = sum(int(r.shape[-1]) for r in readers)  # rows past the ranks are never touched
-    blocks = [xp.empty((capacity, min(n, s + block_rows) - s), dtype=np.dtype(dtype))
-              for s in starts]
+    blocks = [bulk_empty(xp, (capacity, min(n, s + block_rows) - s), dtype) for s in starts]
     bases, offsets, nbytes, raw = [], [0], 0, None
     for reader in readers:
         rows = reader.chunk_rows
         shape = (n, int(reader.shape[-1]))
         if raw is None or raw.shape != shape:  # one float64 buffer for the side's layers
-            raw = xp.empty(shape, dtype=xp.float64)  # (fresh memory costs more than the GEMMs)
+            raw = bulk_empty(xp, shape, np.float64)  # (fresh memory costs more than GEMMs)
         for start in range(0, n, rows):  # filled chunk by chunk; factored and projected below
             chunk = reader.read(start, min(n, start + rows))  # through views of it
             nbytes += int(chunk.nbytes)
@@ -246,7 +245,7 @@ class _Side:
         if self._buffer is None or self._buffer.shape[1] != width:
             # allocated once per tile (and once more for a narrower last block): first-touch
             # page faults cost more than the GEMM
-            self._buffer = xp.empty((int(self.offsets[-1]), width), dtype=dtype)
+            self._buffer = bulk_empty(xp, (int(self.offsets[-1]), width), dtype)
         for k, reader in enumerate(self.readers):
             t = time.perf_counter()
             raw = reader.read(start, stop)
