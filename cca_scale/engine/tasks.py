@@ -278,11 +278,13 @@ def _cross_products(xp, spec: TileSpec, rows: _Side, cols: _Side, timings, nbyte
         q_r = rows.block(xp, index, start, stop, dtype, timings, nbytes)
         q_c = q_r if cols is rows else cols.block(xp, index, start, stop, dtype, timings, nbytes)
         t = time.perf_counter()
-        if cross is None:  # the first block's product is the sum so far (0 + x is x, bit for bit)
-            cross = (q_r @ q_c.T).astype(np.float64, copy=False)  # a SYRK when q_c is q_r
-        else:  # later ones into one reused buffer: fresh memory costs more than the GEMM
-            product = xp.empty(cross.shape, dtype=q_r.dtype) if product is None else product
-            xp.matmul(q_r, q_c.T, out=product)
+        if product is None:  # one buffer for every block's product: fresh memory costs more
+            product = bulk_empty(xp, (q_r.shape[0], q_c.shape[0]), dtype)  # than the GEMMs
+            cross = bulk_empty(xp, product.shape, np.float64)
+        xp.matmul(q_r, q_c.T, out=product)  # a SYRK when q_c is q_r
+        if index == 0:
+            cross[...] = product  # the first block's product is the sum so far (0 + x is x)
+        else:
             cross += product
         synchronize(xp)
         timings["gemm"] += time.perf_counter() - t
