@@ -215,6 +215,8 @@ def test_bulk_buffers_are_plain_arrays_mapped_without_huge_pages():
     big[...] = 1.5
     assert float(big.sum()) == 1.5 * big.size
     assert np.array_equal(pickle.loads(pickle.dumps(big)), big)  # as task results travel
+    with pytest.raises(MemoryError, match="Unable to allocate"):  # as np.empty fails
+        bulk_empty(np, (1 << 40, 1 << 10), np.float64)
     if sys.platform.startswith("linux") and hasattr(mmap, "MADV_NOHUGEPAGE"):
         assert big.ctypes.data % mmap.PAGESIZE == 0
         assert "nh" in _vm_flags(big.ctypes.data)  # MADV_NOHUGEPAGE on its mapping

@@ -61,7 +61,11 @@ def bulk_empty(xp, shape: tuple[int, ...], dtype) -> Any:
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if xp is not np or nbytes < BULK_MIN_BYTES or not hasattr(mmap, "MADV_NOHUGEPAGE"):
         return xp.empty(shape, dtype=dtype)
-    buffer = mmap.mmap(-1, nbytes)
+    try:
+        buffer = mmap.mmap(-1, nbytes)
+    except OSError as exc:  # as np.empty fails
+        raise MemoryError(f"Unable to allocate {nbytes / 2**30:.3g} GiB for an array with shape "
+                          f"{tuple(shape)} and data type {dtype}") from exc
     buffer.madvise(mmap.MADV_NOHUGEPAGE)
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
