@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from cca_scale.core.backend import array_namespace
 
-from cca_scale.core.backend import to_host
+from cca_scale.core.backend import r_factor, to_host
 from cca_scale.core.basis import Basis
 
 __all__ = [
@@ -251,11 +251,24 @@ def _regular_similarities(xs, ys, matrices) -> tuple[np.ndarray, np.ndarray]:
 
 def _original_weights_stacked(sides, coef) -> np.ndarray:
     """:func:`_original_weights` of regular layers (every kept neuron a direction, so no null
-    ones), stacked: ``coef`` (P, n_kept, n_kept); returns (P, n_kept)."""
+    ones), stacked: ``coef`` (P, n_kept, n_kept), orthogonal; returns (P, n_kept).
+
+    The projections ``p.T @ Z`` of the neurons ``Z = [coords; sqrt(n) mean]`` onto the QR basis
+    ``p`` of the directions ``cols = [coords @ coef; sqrt(n) mean] = p @ r`` need no ``p``:
+    ``coef`` is orthogonal, so ``Z = cols @ coef.T + e (m - m @ coef.T)`` with ``m = sqrt(n)
+    mean`` and ``e`` the last unit vector, and ``p.T @ Z = r @ coef.T + (p.T e) (m - m @ coef.T)``.
+    ``r`` and ``p.T e`` are the R factor of ``[cols, e]``: half the work of forming ``p``.
+    """
     neurons = np.stack([side.neurons for side in sides])  # Z in [q, 1/sqrt(n)]
-    coords = neurons[:, :-1, :]
-    cols = np.concatenate([np.matmul(coords, coef), neurons[:, -1:, :]], axis=1)
-    sums = np.sum(np.abs(_project_on_span(cols, neurons)), axis=-1)
+    k = coef.shape[-1]
+    mean = neurons[:, -1:, :]
+    cols = np.concatenate([np.matmul(neurons[:, :-1, :], coef), mean], axis=1)
+    unit = np.zeros(cols.shape[:-1] + (1,))
+    unit[:, -1] = 1.0
+    r = r_factor(np.concatenate([cols, unit], axis=-1))
+    coef_t = np.matrix_transpose(coef)
+    projections = np.matmul(r[:, :k, :k], coef_t) + r[:, :k, k:] * (mean - np.matmul(mean, coef_t))
+    sums = np.sum(np.abs(projections), axis=-1)
     return sums / np.sum(sums, axis=-1, keepdims=True)
 
 
