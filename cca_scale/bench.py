@@ -28,6 +28,8 @@ __all__ = ["PHASES", "bench_core", "bench_engine", "bench_metrics", "find_peer_p
 
 #: Phases of a tile task's seconds (``timings["task_seconds"]``), in the order shown.
 PHASES = ("prepare", "io", "project", "gemm", "pairs", "write")
+#: What runs of another dtype or PWCCA variant are timed beside (``bench_engine(baseline=True)``).
+BASELINE = ("float64", "paper")
 PEER_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_netrep.py"
 FLOOR_DEFINITION = ("time of a SYRK of all networks' stacked orthonormal coordinates "
                     "(m x N*d): m*(N*d)^2 flops at the matmul GFLOP/s measured in this run "
@@ -269,7 +271,7 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
                  naive_pairs: int = 5, naive_seconds: float = 3.0,
                  naive_threads: int = 1, against: str | None = None,
                  peer_python: str | None = None, workdir: str | None = None,
-                 seed: int = 0, variant: str = "paper") -> dict:
+                 seed: int = 0, variant: str = "paper", baseline: bool = True) -> dict:
     """``rounds`` rounds on one synthetic store, each: the whole ``cca-scale compare`` process
     and the engine on a warm in-process local cluster (order alternated between rounds; with
     ``whole_process`` the process only), then the GEMM floor's matmul rate measured again.
@@ -282,6 +284,11 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
     and extrapolated to all directed pairs; and, with ``against="netrep"``, netrep's all-pairs
     times (:func:`run_peer_netrep`: its own helper and a loop over its cached fits). Speedups
     (``speedup_<mode>[_vs_<netrep timing>]``) are ratios of medians.
+
+    With ``baseline`` (the default), a run of another dtype or variant than float64 ``paper``
+    times the float64 paper variant too, beside it in every round and mode (order alternated),
+    and reports its times under ``baseline`` and, per mode, ``ratio_to_baseline``: min/median/max
+    over rounds of each round's ratio, so a machine's drift between runs does not enter it.
     """
     from cca_scale.runtime import local_worker_count
 
@@ -290,7 +297,10 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
         peer_python = find_peer_python(against, peer_python)
     dims = dict(n_networks=n_networks, n_datapoints=n_datapoints, n_neurons=n_neurons)
     modes = ["whole_process"] + ([] if whole_process else ["warm_client"])
-    records: dict[str, list] = {m: [] for m in modes}
+    configs = [("run", dtype, variant)]
+    if baseline and (dtype, variant) != BASELINE:
+        configs.append(("baseline", *BASELINE))
+    records: dict[str, dict[str, list]] = {key: {m: [] for m in modes} for key, *_ in configs}
     floors, rates = [], []
     tmp = tempfile.TemporaryDirectory(dir=workdir)
     root = Path(tmp.name)
@@ -301,10 +311,11 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
         try:
             for r in range(rounds):
                 for mode in (modes if r % 2 == 0 else modes[::-1]):
-                    records[mode].append(_timed_compare(
-                        store_path, root / f"{mode}.zarr", metrics=["pwcca"], workers=workers,
-                        dtype=dtype, gpu=gpu, tile=tile, variant=variant,
-                        client=client if mode == "warm_client" else None))
+                    for key, dt, var in (configs if r % 2 == 0 else configs[::-1]):
+                        records[key][mode].append(_timed_compare(
+                            store_path, root / f"{mode}-{key}.zarr", metrics=["pwcca"],
+                            workers=workers, dtype=dt, gpu=gpu, tile=tile, variant=var,
+                            client=client if mode == "warm_client" else None))
                 rates.append(_floor_gflops(dtype, workers, gpu))
                 floors.append(gemm_floor_seconds(gflops=rates[-1], **dims))
         finally:
@@ -315,14 +326,20 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
     report = {
         "workload": {"networks": n_networks, "datapoints": n_datapoints, "neurons": n_neurons,
                      "dtype": dtype, "workers": workers, "gpu": gpu, "rounds": rounds,
-                     "tile": records["whole_process"][0]["tile"], "metric": "pwcca",
+                     "tile": records["run"]["whole_process"][0]["tile"], "metric": "pwcca",
                      "variant": variant},
         "floor": {"definition": FLOOR_DEFINITION, "flops": gemm_floor_flops(**dims),
                   "blas_threads": None if gpu else workers,
                   "matmul_gflops": summarize(rates), "seconds": summarize(floors)},
     }
     for mode in modes:
-        report[mode] = _mode_report(records[mode], floors, dims)
+        report[mode] = _mode_report(records["run"][mode], floors, dims)
+    if "baseline" in records:
+        report["baseline"] = {"dtype": BASELINE[0], "variant": BASELINE[1]}
+        for mode in modes:
+            run, base = ([r["seconds"] for r in records[k][mode]] for k in ("run", "baseline"))
+            report["baseline"][mode] = {"seconds": summarize(base)}
+            report[mode]["ratio_to_baseline"] = summarize([a / b for a, b in zip(run, base)])
     directed = n_networks * (n_networks - 1)
     naive = time_original_pwcca(min_pairs=naive_pairs, min_seconds=naive_seconds,
                                 threads=naive_threads, seed=seed, **dims)

@@ -124,6 +124,36 @@ def test_engine_report_keys_ratios_and_speedups(monkeypatch, tmp_path):
         pytest.approx(naive["all_pairs_seconds_estimated"] / 1.0)
 
 
+def test_other_dtypes_and_variants_are_timed_beside_the_baseline(monkeypatch, tmp_path):
+    calls = _fake_runs(monkeypatch, {"whole_process": 2.0, "warm_client": 1.0})
+    configs = []
+    fake = bench._timed_compare
+
+    def timed(store_path, out_path, *, dtype, variant, **kw):
+        configs.append((dtype, variant))
+        out = fake(store_path, out_path, dtype=dtype, variant=variant, **kw)
+        return dict(out, seconds=out["seconds"] * (1.5 if variant == "svcca" else 1.0))
+
+    monkeypatch.setattr(bench, "_timed_compare", timed)
+    report = bench.bench_engine(n_networks=2, n_datapoints=40, n_neurons=3, workers=1,
+                                rounds=2, variant="svcca", naive_pairs=1, naive_seconds=0.0,
+                                workdir=str(tmp_path))
+    run, base = ("float64", "svcca"), bench.BASELINE
+    assert configs == [run, base, run, base, base, run, base, run]  # alternated in each round
+    assert calls == ["whole_process"] * 2 + ["warm_client"] * 4 + ["whole_process"] * 2
+    assert report["baseline"]["whole_process"]["seconds"]["median"] == pytest.approx(2.0)
+    assert report["baseline"]["warm_client"]["seconds"]["median"] == pytest.approx(1.0)
+    for mode in ("whole_process", "warm_client"):
+        assert report[mode]["ratio_to_baseline"]["min"] == pytest.approx(1.5)
+        assert report[mode]["ratio_to_baseline"]["max"] == pytest.approx(1.5)
+    configs.clear()
+    alone = bench.bench_engine(n_networks=2, n_datapoints=40, n_neurons=3, workers=1, rounds=1,
+                               dtype="float32", baseline=False, naive_pairs=1,
+                               naive_seconds=0.0, workdir=str(tmp_path))
+    assert configs == [("float32", "paper")] * 2 and "baseline" not in alone
+    assert "ratio_to_baseline" not in alone["whole_process"]
+
+
 def test_whole_process_option_times_only_the_process(monkeypatch, tmp_path):
     calls = _fake_runs(monkeypatch, {"whole_process": 2.0, "warm_client": 1.0})
     report = bench.bench_engine(n_networks=2, n_datapoints=40, n_neurons=3, workers=1,

@@ -23,6 +23,8 @@ That product holds every pair's cross product: the arithmetic exact all-pairs CC
 
 Figures (min / median / max over the rounds; the machine may be shared: compare minimums):
   ratio to floor     each time over its round's floor (1.0 would be the GEMM alone)
+  ratio to baseline  with --dtype float32 or --variant svcca: each time over that of the float64
+                     'paper' run beside it in the same round and mode (times under "baseline")
   phase shares       fractions of the summed tile-task seconds: prepare (if recorded), io (read
                      and decode), project (to orthonormal coordinates), gemm (cross products),
                      pairs (per-pair kernels), write
@@ -42,6 +44,8 @@ examples:
   cca-scale bench --networks 32 --datapoints 10000 --neurons 128 --against netrep \\
       --peer-python /work/.bench-venv/bin/python --json bench.json
   cca-scale bench --networks 16 --datapoints 50000 --neurons 256 --whole-process
+  cca-scale bench --networks 16 --datapoints 50000 --neurons 256 --dtype float32  # vs float64
+  cca-scale bench --variant svcca                         # vs the paper variant, per round
   cca-scale bench --core                                  # one pair, one thread
   cca-scale bench --gpu --dtype float32 --networks 64 --datapoints 50000 --neurons 512
   cca-scale bench --metrics pwcca,mean_cca,cka --compare-single   # one pass vs pwcca alone
@@ -62,6 +66,9 @@ def add_parser(sub) -> None:
     p.add_argument("--tile", type=positive_int)
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--variant", choices=["paper", "svcca"], default="paper", help="PWCCA's")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false",
+                   help="with --dtype float32 or --variant svcca: do not also time float64 "
+                        "'paper' runs beside them (halves the time; no ratio to baseline)")
     p.add_argument("--gpu", action="store_true",
                    help="run the engine on local GPUs (dask-cuda); the floor uses the GPU's rate")
     p.add_argument("--rounds", type=positive_int, default=3, help="rounds (default 3)")
@@ -137,7 +144,7 @@ def run(args) -> int:
                               naive_seconds=args.naive_seconds,
                               naive_threads=args.naive_threads, against=args.against,
                               peer_python=args.peer_python, workdir=args.workdir,
-                              variant=args.variant)
+                              variant=args.variant, baseline=args.baseline)
         title = (f"engine: all-pairs pwcca, {args.rounds} round(s), min / median / max "
                  "(a shared machine is noisy: compare minimums)")
     _show(title, report)
