@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from cca_scale.core.backend import array_namespace
-
-from cca_scale.core.backend import to_host
+from cca_scale.core.backend import array_namespace, to_host
 from cca_scale.core.basis import Basis
 from cca_scale.core.kernels import (
     DEFAULT_EPSILON,

@@ -13,9 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from cca_scale.core.backend import array_namespace
-
-from cca_scale.core.backend import r_factor, to_host
+from cca_scale.core.backend import array_namespace, r_factor, to_host
 from cca_scale.core.basis import Basis
 
 __all__ = [
@@ -309,13 +307,13 @@ def _original_weights(side: SvccaSide, coef: np.ndarray) -> np.ndarray:
 
 def _project_on_span(cols: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """``p.T @ targets`` where ``cols = p @ r`` is the thin QR of ``cols`` (shape (n, c), c <= n;
-    ``targets`` (n, t); result (c, t); or stacks of them, with leading axes).
+    ``targets`` (n, t); result (c, t)).
 
     NumPy's QR, not SciPy's LAPACK wrappers: SciPy brings its own BLAS, which the engine's
     one-thread-per-task limit (set when the cluster starts) does not reach, so its calls from
     two task threads oversubscribed the cores (1.6x the CPU time for the same tiles)."""
     p, _ = np.linalg.qr(cols)
-    return np.matmul(np.matrix_transpose(p), targets)
+    return p.T @ targets
 
 
 def projection_weights(projections):

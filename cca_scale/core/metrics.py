@@ -6,9 +6,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from cca_scale.core.backend import array_namespace
-
-from cca_scale.core.backend import to_host
+from cca_scale.core.backend import array_namespace, to_host
 from cca_scale.core.basis import Basis, prepare
 from cca_scale.core.kernels import (
     DEFAULT_EPSILON,
