@@ -55,11 +55,12 @@ def test_gram_path_gives_the_tsqr_basis_on_well_conditioned_layers(rng):
     np.testing.assert_allclose(np.linalg.svd(q.T @ q_t, compute_uv=False), 1.0, atol=1e-12)
 
 
-@pytest.mark.parametrize("damage", ["dead", "collinear", "duplicate", "scaled"])
+@pytest.mark.parametrize("damage", ["collinear", "duplicate", "scaled", "dead and duplicate"])
 def test_gram_path_falls_back_to_tsqr_where_it_cannot_resolve_directions(rng, damage):
     x = _relu_layers(rng, [16])[0]
-    if damage == "dead":
-        x[:, 3] = 0.25
+    if damage == "dead and duplicate":  # setting the dead unit aside leaves a duplicate
+        x[:, 3] = 0.0
+        x[:, 7] = x[:, 0]
     elif damage == "collinear":
         x[:, 5] = 2 * x[:, 1] - x[:, 2]
     elif damage == "duplicate":
@@ -74,9 +75,50 @@ def test_gram_path_falls_back_to_tsqr_where_it_cannot_resolve_directions(rng, da
     for c in _chunks(x)():
         acc.update(c)
     want, got = acc.finalize(), factor_chunks(_chunks(x))
-    assert got.rank == want.rank == (16 if damage == "scaled" else 15)
+    lost = {"scaled": 0, "dead and duplicate": 2}.get(damage, 1)
+    assert got.rank == want.rank == 16 - lost
     np.testing.assert_array_equal(got.s, want.s)
     np.testing.assert_array_equal(got.vt, want.vt)
+
+
+@pytest.mark.parametrize("values", [[0.0], [0.25], [0.0, 0.1, 0.0]])
+def test_gram_path_sets_constant_units_aside(rng, values):
+    """Dead units (constant over the datapoints, exactly or to rounding) are null directions of
+    the layer, not ill-conditioning: the Gram path factors the others, giving the TSQR's basis
+    with exact zeros for the constant units."""
+    x = _relu_layers(rng, [16])[0]
+    dead = [3, 8, 12][:len(values)]
+    x[:, dead] = values
+    gram = GramAccumulator()
+    for c in _chunks(x)():
+        gram.update(c)
+    got = gram.finalize()
+    assert got is not None
+    acc = BasisAccumulator(dtype="float64")
+    for c in _chunks(x)():
+        acc.update(c)
+    want = acc.finalize()
+    assert got.rank == want.rank == 16 - len(dead)
+    np.testing.assert_allclose(got.s, want.s, rtol=1e-12)
+    assert np.all(got.vt[:, dead] == 0.0)
+    np.testing.assert_array_equal(got.kept_neurons, ~np.isin(np.arange(16), dead))
+    q = (x - got.mean) @ got.whitener
+    np.testing.assert_allclose(q.T @ q, np.eye(got.rank), atol=1e-12)
+    q_t = (x - want.mean) @ want.whitener
+    np.testing.assert_allclose(np.linalg.svd(q.T @ q_t, compute_uv=False), 1.0, atol=1e-12)
+    same = factor_chunks(_chunks(x))  # the route factor_chunks takes
+    np.testing.assert_array_equal(same.s, got.s)
+    np.testing.assert_array_equal(same.vt, got.vt)
+
+
+def test_a_layer_of_constant_units_is_still_refused_by_name(rng):
+    x = np.full((50, 4), 0.5)
+    gram = GramAccumulator(who="x (network 'n7', layer 'fc1')")
+    for c in _chunks(x, rows=16)():
+        gram.update(c)
+    assert gram.finalize() is None
+    with pytest.raises(cca_scale.errors.ActivationError, match="n7.*fc1"):
+        factor_chunks(_chunks(x, rows=16), who="x (network 'n7', layer 'fc1')")
 
 
 def test_gram_threshold_is_the_documented_condition(rng):
