@@ -14,7 +14,8 @@ import cca_scale
 from cca_scale import ActivationStore
 from cca_scale.core import BasisAccumulator, compare, prepare
 from cca_scale.core.backend import BULK_MIN_BYTES, bulk_empty
-from cca_scale.core.basis import GRAM_MAX_CONDITION, GramAccumulator, factor_chunks
+from cca_scale.core.basis import (GRAM_MAX_CONDITION, REFINE_MAX_CONDITION,
+                                  GramAccumulator, factor_chunks)
 from cca_scale.core.batched import Layers, gather_results
 from cca_scale.core.registry import METRICS, get_metric
 from cca_scale.engine import compare as engine_compare
@@ -55,7 +56,7 @@ def test_gram_path_gives_the_tsqr_basis_on_well_conditioned_layers(rng):
     np.testing.assert_allclose(np.linalg.svd(q.T @ q_t, compute_uv=False), 1.0, atol=1e-12)
 
 
-@pytest.mark.parametrize("damage", ["collinear", "duplicate", "scaled", "dead and duplicate"])
+@pytest.mark.parametrize("damage", ["collinear", "duplicate", "dead and duplicate"])
 def test_gram_path_falls_back_to_tsqr_where_it_cannot_resolve_directions(rng, damage):
     x = _relu_layers(rng, [16])[0]
     if damage == "dead and duplicate":  # setting the dead unit aside leaves a duplicate
@@ -63,10 +64,8 @@ def test_gram_path_falls_back_to_tsqr_where_it_cannot_resolve_directions(rng, da
         x[:, 7] = x[:, 0]
     elif damage == "collinear":
         x[:, 5] = 2 * x[:, 1] - x[:, 2]
-    elif damage == "duplicate":
+    else:
         x[:, 7] = x[:, 0]
-    else:  # one unit 1e4 times smaller than the rest: condition^2 ~ 1e8 > GRAM_MAX_CONDITION
-        x[:, 9] *= 1e-4
     gram = GramAccumulator()
     for c in _chunks(x)():
         gram.update(c)
@@ -75,10 +74,60 @@ def test_gram_path_falls_back_to_tsqr_where_it_cannot_resolve_directions(rng, da
     for c in _chunks(x)():
         acc.update(c)
     want, got = acc.finalize(), factor_chunks(_chunks(x))
-    lost = {"scaled": 0, "dead and duplicate": 2}.get(damage, 1)
-    assert got.rank == want.rank == 16 - lost
+    assert got.rank == want.rank == 16 - (2 if damage == "dead and duplicate" else 1)
     np.testing.assert_array_equal(got.s, want.s)
     np.testing.assert_array_equal(got.vt, want.vt)
+
+
+def _layer_with_spectrum(rng, singular_values, n=2000, mean=3.0):
+    u = np.linalg.qr(rng.normal(size=(n, len(singular_values))))[0]
+    v = np.linalg.qr(rng.normal(size=(len(singular_values),) * 2))[0]
+    return (u * singular_values) @ v.T + mean
+
+
+def _counting_tsqr(monkeypatch):
+    """Counts the chunks that reach the TSQR (:class:`BasisAccumulator`)."""
+    seen = []
+    update = BasisAccumulator.update
+    monkeypatch.setattr(BasisAccumulator, "update",
+                        lambda self, chunk: (seen.append(1), update(self, chunk))[1])
+    return seen
+
+
+@pytest.mark.parametrize("damage", ["one unit 1e-4 smaller", "condition 1e5", "condition 3e5",
+                                    "condition 1e5, dead units"])
+def test_ill_conditioned_layers_are_refined_as_accurately_as_the_tsqr(rng, monkeypatch, damage):
+    """Beyond the Gram path's condition (but not singular), a second pass refines it
+    (CholeskyQR2): the TSQR's basis to its own accuracy, without the TSQR."""
+    if damage == "one unit 1e-4 smaller":  # condition^2 ~ 1e8 > GRAM_MAX_CONDITION
+        x = _relu_layers(rng, [16])[0]
+        x[:, 9] *= 1e-4
+    else:
+        kappa = float(damage.split()[1].rstrip(","))
+        x = _layer_with_spectrum(rng, np.geomspace(10.0, 10.0 / kappa, 24))
+    dead = [2, 11] if "dead" in damage else []
+    x[:, dead] = 0.0
+    gram = GramAccumulator()
+    for c in _chunks(x)():
+        gram.update(c)
+    assert gram.finalize() is None  # the Gram path alone would lose the small directions
+    acc = BasisAccumulator(dtype="float64")
+    for c in _chunks(x)():
+        acc.update(c)
+    want = acc.finalize()
+    seen = _counting_tsqr(monkeypatch)
+    got = factor_chunks(_chunks(x))
+    assert not seen
+    assert got.rank == want.rank == x.shape[1] - len(dead)
+    s_true = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)[:got.rank]
+    np.testing.assert_allclose(want.s, s_true, rtol=1e-9)
+    np.testing.assert_allclose(got.s, s_true, rtol=1e-9)
+    assert np.all(got.vt[:, dead] == 0.0)
+    q = (x - got.mean) @ got.whitener
+    q_t = (x - want.mean) @ want.whitener
+    tsqr_error = np.abs(q_t.T @ q_t - np.eye(got.rank)).max()
+    assert np.abs(q.T @ q - np.eye(got.rank)).max() <= max(4 * tsqr_error, 1e-13)
+    np.testing.assert_allclose(np.linalg.svd(q.T @ q_t, compute_uv=False), 1.0, atol=1e-9)
 
 
 @pytest.mark.parametrize("values", [[0.0], [0.25], [0.0, 0.1, 0.0]])
@@ -131,6 +180,21 @@ def test_gram_threshold_is_the_documented_condition(rng):
         gram = GramAccumulator()
         gram.update(y)
         assert (gram.finalize() is not None) == fast
+
+
+def test_refinement_threshold_is_the_documented_condition(rng, monkeypatch):
+    x = rng.normal(size=(400, 6))
+    x -= x.mean(axis=0)
+    u, _, vt = np.linalg.svd(x, full_matrices=False)
+    seen = _counting_tsqr(monkeypatch)
+    for ratio, refined in ((0.5 / np.sqrt(REFINE_MAX_CONDITION), False),
+                           (2.0 / np.sqrt(REFINE_MAX_CONDITION), True)):
+        y = u @ np.diag([1.0, 0.9, 0.8, 0.7, 0.6, ratio]) @ vt
+        seen.clear()
+        basis = factor_chunks(lambda: [y])
+        assert bool(seen) != refined
+        assert basis.rank == 6
+        np.testing.assert_allclose(basis.s[-1], ratio, rtol=1e-6)
 
 
 # -- batched kernels ---------------------------------------------------------------------------

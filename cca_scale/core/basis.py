@@ -23,15 +23,20 @@ from cca_scale.core.validation import (
 )
 from cca_scale.errors import ActivationError
 
-__all__ = ["Basis", "BasisAccumulator", "GramAccumulator", "GRAM_MAX_CONDITION", "default_rtol",
-           "factor_chunks", "prepare"]
+__all__ = ["Basis", "BasisAccumulator", "GramAccumulator", "GramSpectrum", "GRAM_MAX_CONDITION",
+           "REFINE_MAX_CONDITION", "default_rtol", "factor_chunks", "prepare"]
 
 #: The largest ``lambda_max / lambda_min`` of a layer's centred Gram matrix (its condition number
 #: squared) that :class:`GramAccumulator` factors itself, constant units set aside. Above it
-#: (collinear or duplicated units, badly scaled layers) the eigenvalues of the Gram matrix no longer resolve the small directions
-#: and :func:`factor_chunks` falls back to the rank-revealing TSQR. At this bound the orthonormal
-#: coordinates built from the Gram path are orthonormal to about ``1e6 * eps = 2e-10`` (float64).
+#: (badly scaled or nearly collinear units) the eigenvalues of the Gram matrix no longer resolve
+#: the small directions to full accuracy. At this bound the orthonormal coordinates built from the
+#: Gram path are orthonormal to about ``1e6 * eps = 2e-10`` (float64).
 GRAM_MAX_CONDITION = 1e6
+#: Up to this ``lambda_max / lambda_min`` (condition number 1e6), :func:`factor_chunks` refines an
+#: ill-conditioned Gram path with a second pass (CholeskyQR2 with the eigendecomposition as its
+#: first factor), as accurate as the TSQR and 1.5x faster; above it (collinear or duplicated
+#: units, where the Gram matrix is singular to rounding) it takes the rank-revealing TSQR.
+REFINE_MAX_CONDITION = 1e12
 
 
 def default_rtol(n_datapoints: int, n_neurons: int, dtype: Any) -> float:
@@ -290,10 +295,16 @@ class GramAccumulator(_CentredChunks):
     layer).
     """
 
+    _spectrum = None
+
     @property
     def m2(self):
         """The centred Gram matrix of everything added so far, shape (n_neurons, n_neurons)."""
         return self.state
+
+    def update(self, chunk) -> None:
+        self._spectrum = None
+        super().update(chunk)
 
     def _summary(self, centred):
         return centred.T @ centred  # a SYRK
@@ -301,38 +312,68 @@ class GramAccumulator(_CentredChunks):
     def _merged(self, m2_a, m2_b, weight: float, delta):
         return m2_a + m2_b + weight * (delta[:, None] * delta[None, :])
 
+    def spectrum(self) -> "GramSpectrum | None":
+        """The eigendecomposition of the non-constant units' centred Gram matrix (computed once
+        when everything is added), or None where every unit is constant."""
+        if self._spectrum is None:
+            self._check_count()
+            xp = array_namespace(self.m2)
+            d = int(self.m2.shape[0])
+            rtol = default_rtol(self.n, d, np.float64) if self.rtol is None else float(self.rtol)
+            m2 = (self.m2 + self.m2.T) / 2
+            norms2 = xp.diagonal(m2)
+            live = norms2 > (rtol * rtol) * xp.max(norms2)
+            n_live = int(to_host(xp.sum(live)))
+            if n_live == 0:
+                return None  # a constant layer: the TSQR route raises the error that says so
+            lam, v = xp.linalg.eigh(m2 if n_live == d else m2[live][:, live])
+            self._spectrum = GramSpectrum(lam=lam, v=v, live=None if n_live == d else live,
+                                          n_neurons=d, rtol=rtol)
+        return self._spectrum
+
     def finalize(self) -> Basis | None:
         """The basis (``q=None``), or None where the Gram matrix of the non-constant units is
         too ill-conditioned to resolve every direction (condition number squared above
-        :data:`GRAM_MAX_CONDITION`: collinear or duplicated units, badly scaled layers) or where
-        every unit is constant."""
-        self._check_count()
-        xp = array_namespace(self.m2)
-        d = int(self.m2.shape[0])
-        rtol = default_rtol(self.n, d, np.float64) if self.rtol is None else float(self.rtol)
-        m2 = (self.m2 + self.m2.T) / 2
-        norms2 = xp.diagonal(m2)
-        live = norms2 > (rtol * rtol) * xp.max(norms2)
-        n_live = int(to_host(xp.sum(live)))
-        if n_live == 0:
-            return None  # a constant layer: the TSQR route raises the error that says so
-        if n_live < d:
-            m2 = m2[live][:, live]
-        lam, v = xp.linalg.eigh(m2)
-        lam_max = float(to_host(lam[-1]))
-        if not lam_max > 0 or float(to_host(lam[0])) * GRAM_MAX_CONDITION < lam_max:
+        :data:`GRAM_MAX_CONDITION`) or where every unit is constant."""
+        spec = self.spectrum()
+        if spec is None or not spec.within(GRAM_MAX_CONDITION):
             return None
-        descending = xp.arange(n_live - 1, -1, -1)
-        s = xp.sqrt(xp.take(lam, descending))
+        xp = array_namespace(spec.lam)
+        descending = xp.arange(spec.lam.shape[0] - 1, -1, -1)
+        s = xp.sqrt(xp.take(spec.lam, descending))
         # A new C-contiguous array, as the SVD's: a strided view would become contiguous when
         # the basis is sent to another worker, and BLAS sums in another order on other layouts.
-        vt = xp.take(v.T, descending, axis=0)
-        if n_live < d:  # the constant units take no part in any direction
-            full = xp.zeros((n_live, d), dtype=vt.dtype)
-            full[:, live] = vt
-            vt = full
-        _, s, vt = _truncate(None, s, vt, rtol, self.who)
-        return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=rtol)
+        vt = spec.embed(xp.take(spec.v.T, descending, axis=0))
+        _, s, vt = _truncate(None, s, vt, spec.rtol, self.who)
+        return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=spec.rtol)
+
+
+@dataclass(frozen=True, eq=False)
+class GramSpectrum:
+    """``lam`` (ascending, shape (k,)) and ``v`` (k, k): the eigendecomposition of the centred
+    Gram matrix of a layer's ``k`` non-constant units; ``live`` marks them among the
+    ``n_neurons`` (None: all of them)."""
+
+    lam: Any
+    v: Any
+    live: Any
+    n_neurons: int
+    rtol: float
+
+    def within(self, condition: float) -> bool:
+        """Whether ``0 < lambda_max <= condition * lambda_min``."""
+        lam_max = float(to_host(self.lam[-1]))
+        return lam_max > 0 and float(to_host(self.lam[0])) * condition >= lam_max
+
+    def embed(self, rows):
+        """``rows`` over the non-constant units (shape (r, k)) as rows over all the units, the
+        constant ones exactly 0 (they take no part in any direction): shape (r, n_neurons)."""
+        if self.live is None:
+            return rows
+        xp = array_namespace(rows)
+        full = xp.zeros((rows.shape[0], self.n_neurons), dtype=rows.dtype)
+        full[:, self.live] = rows
+        return full
 
 
 def factor_chunks(chunks, *, rtol: float | None = None, who: str = "layer") -> Basis:
@@ -341,18 +382,50 @@ def factor_chunks(chunks, *, rtol: float | None = None, who: str = "layer") -> B
     ``chunks()`` returns a fresh iterable of float64 arrays of shape (n_chunk, n_neurons), in the
     array module the basis should live in. Well-conditioned layers are factored from their centred
     Gram matrix (:class:`GramAccumulator`, one pass, GEMM speed; constant units such as dead
-    ReLUs are set aside first); layers whose Gram matrix cannot resolve every direction
-    (collinear or duplicated units, condition number above ``sqrt(GRAM_MAX_CONDITION)``) take a
-    second pass through the rank-revealing streamed TSQR (:class:`BasisAccumulator`), exactly as
-    before the Gram path existed. Deterministic: the same chunks give the same bits.
+    ReLUs are set aside first). Layers with a condition number above
+    ``sqrt(GRAM_MAX_CONDITION)`` (1e3) and up to ``sqrt(REFINE_MAX_CONDITION)`` (1e6) take a
+    second pass that refines the Gram path to the TSQR's accuracy (CholeskyQR2, GEMM speed);
+    beyond (collinear or duplicated units) the second pass is the rank-revealing streamed TSQR
+    (:class:`BasisAccumulator`), exactly as before the Gram path existed. Deterministic: the
+    same chunks give the same bits.
     """
     gram = GramAccumulator(rtol=rtol, who=who)
     for chunk in chunks():
         gram.update(chunk)
     basis = gram.finalize()
+    if basis is None:
+        basis = _refined(gram, chunks)
     if basis is not None:
         return basis
     acc = BasisAccumulator(dtype="float64", rtol=rtol, who=who)
     for chunk in chunks():
         acc.update(chunk)
     return acc.finalize()
+
+
+def _refined(gram: GramAccumulator, chunks) -> Basis | None:
+    """The basis of a layer too ill-conditioned for the Gram path alone (condition number squared
+    up to :data:`REFINE_MAX_CONDITION`), from a second pass: CholeskyQR2 with the Gram matrix's
+    eigendecomposition as the first factor. ``q1 = (X - mean) @ w`` with ``w = v lam^-1/2`` is
+    orthonormal to about ``eps * condition``, so its Gram matrix ``v2 lam2 v2^T`` is resolved to
+    full accuracy; then ``X - mean = (q1 v2 lam2^-1/2) @ m`` with ``m = lam2^1/2 v2^T lam^1/2 v^T``,
+    and the SVD of the small ``m`` gives ``s`` and ``vt`` as accurate as the TSQR's. None where
+    the spectrum is beyond the bound, or the first factor did not make ``q1`` near-orthonormal.
+    """
+    spec = gram.spectrum()
+    if spec is None or not spec.within(REFINE_MAX_CONDITION):
+        return None
+    xp = array_namespace(spec.lam)
+    root = xp.sqrt(spec.lam)
+    w = xp.ascontiguousarray(spec.embed((spec.v / root[None, :]).T).T)  # (n_neurons, k)
+    g2 = None
+    for chunk in chunks():
+        q1 = (chunk - gram.mean[None, :]) @ w
+        g2 = q1.T @ q1 if g2 is None else g2 + q1.T @ q1
+    lam2, v2 = xp.linalg.eigh((g2 + g2.T) / 2)
+    if not (float(to_host(lam2[0])) > 0.5 and float(to_host(lam2[-1])) < 2.0):
+        return None
+    m = (xp.sqrt(lam2)[:, None] * v2.T) @ (root[:, None] * spec.v.T)
+    _, s, vt = xp.linalg.svd(m, full_matrices=False)
+    _, s, vt = _truncate(None, s, spec.embed(vt), spec.rtol, gram.who)
+    return Basis(q=None, s=s, vt=vt, mean=gram.mean, n_datapoints=gram.n, rtol=spec.rtol)
