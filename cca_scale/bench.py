@@ -95,34 +95,58 @@ def passes_over_data(bytes_read: float, *, n_networks: int, n_datapoints: int, n
     return float(bytes_read) / (n_networks * n_datapoints * n_neurons * itemsize)
 
 
+#: ``trained_like`` layers: the share of dead units in every network, and the decades over which
+#: every other network's units are scaled (as in the demo's trained MLPs, where most hidden layers
+#: have dead units and half have condition numbers above 1e3).
+TRAINED_LIKE_DEAD = 0.05
+TRAINED_LIKE_DECADES = 3.0
+
+
 def synthetic_activations(n_networks: int, n_datapoints: int, n_neurons: int, *, seed: int = 0,
-                          shared: int | None = None):
+                          shared: int | None = None, trained_like: bool = False):
     """Yield ``(name, acts)`` for networks that share a latent signal plus their own noise:
-    float32 ReLU activations of shape ``(n_datapoints, n_neurons)``."""
+    float32 ReLU activations of shape ``(n_datapoints, n_neurons)``.
+
+    ``trained_like``: the same networks made to look like trained layers: in each,
+    :data:`TRAINED_LIKE_DEAD` of the units dead (always 0), and in every other one the units
+    scaled over :data:`TRAINED_LIKE_DECADES` decades (condition numbers of about 1e3-1e4, which
+    the Gram path alone does not factor).
+    """
     rng = np.random.default_rng(seed)
+    damage = np.random.default_rng([seed, 1])  # the plain networks' draws stay as they were
     shared = shared or max(1, n_neurons // 4)
     latent = rng.standard_normal((n_datapoints, shared)).astype(np.float32)
     for k in range(n_networks):
         mix = rng.standard_normal((shared, n_neurons)).astype(np.float32)
         noise = rng.standard_normal((n_datapoints, n_neurons)).astype(np.float32)
-        yield f"net{k:04d}", np.maximum(latent @ mix + 0.5 * noise, 0.0)
+        acts = np.maximum(latent @ mix + 0.5 * noise, 0.0)
+        if trained_like:
+            dead = damage.choice(n_neurons, size=round(TRAINED_LIKE_DEAD * n_neurons),
+                                 replace=False)
+            acts[:, dead] = 0.0
+            if k % 2:
+                scales = np.geomspace(1.0, 10.0 ** -TRAINED_LIKE_DECADES, n_neurons)
+                acts *= scales[damage.permutation(n_neurons)].astype(np.float32)
+        yield f"net{k:04d}", acts
 
 
 def write_synthetic_store(path, *, n_networks: int, n_datapoints: int, n_neurons: int,
-                          layer: str = "hidden", seed: int = 0):
-    """A store of synthetic networks written through the public store API."""
+                          layer: str = "hidden", seed: int = 0, trained_like: bool = False):
+    """A store of synthetic networks (:func:`synthetic_activations`) written through the public
+    store API."""
     from cca_scale.store import ActivationStore
 
     store = ActivationStore.create(path, n_datapoints=n_datapoints, overwrite=True)
     for k, (name, acts) in enumerate(synthetic_activations(n_networks, n_datapoints, n_neurons,
-                                                           seed=seed)):
+                                                           seed=seed, trained_like=trained_like)):
         store.add(name, layer, acts, attrs={"seed": k})
     return store
 
 
 def time_original_pwcca(*, n_networks: int, n_datapoints: int, n_neurons: int,
                         min_pairs: int = 5, min_seconds: float = 3.0, max_pairs: int = 200,
-                        threads: int | None = None, seed: int = 0) -> dict:
+                        threads: int | None = None, seed: int = 0,
+                        trained_like: bool = False) -> dict:
     """Seconds per directed pair of the original implementation's method, timed on sampled pairs.
 
     Calls :func:`cca_scale.core.pairs.original_pwcca_similarity` (a step-by-step transcription
@@ -136,7 +160,8 @@ def time_original_pwcca(*, n_networks: int, n_datapoints: int, n_neurons: int,
 
     k = max(2, min(n_networks, 8))
     nets = [a.astype(np.float64) for _, a in
-            synthetic_activations(k, n_datapoints, n_neurons, seed=seed)]
+            synthetic_activations(k, n_datapoints, n_neurons, seed=seed,
+                                  trained_like=trained_like)]
     order = [(i, j) for i in range(k) for j in range(k) if i != j]
     order = [order[p] for p in np.random.default_rng(seed).permutation(len(order))]
     done, elapsed = 0, 0.0
@@ -271,7 +296,8 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
                  naive_pairs: int = 5, naive_seconds: float = 3.0,
                  naive_threads: int = 1, against: str | None = None,
                  peer_python: str | None = None, workdir: str | None = None,
-                 seed: int = 0, variant: str = "paper", baseline: bool = True) -> dict:
+                 seed: int = 0, variant: str = "paper", baseline: bool = True,
+                 trained_like: bool = False) -> dict:
     """``rounds`` rounds on one synthetic store, each: the whole ``cca-scale compare`` process
     and the engine on a warm in-process local cluster (order alternated between rounds; with
     ``whole_process`` the process only), then the GEMM floor's matmul rate measured again.
@@ -289,13 +315,23 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
     times the float64 paper variant too, beside it in every round and mode (order alternated),
     and reports its times under ``baseline`` and, per mode, ``ratio_to_baseline``: min/median/max
     over rounds of each round's ratio, so a machine's drift between runs does not enter it.
+
+    ``trained_like``: layers that look trained (:func:`synthetic_activations`); the GEMM floor
+    then counts the layers' ranks (their dead units take no part in the coordinates).
     """
+    from cca_scale.errors import CcaScaleError
     from cca_scale.runtime import local_worker_count
 
     workers = workers or local_worker_count()
+    if against is not None and trained_like:
+        raise CcaScaleError("--against netrep needs plain layers: netrep's CCA (alpha=0) "
+                            "whitens each layer's covariance, which its dead units make "
+                            "singular. Leave out --trained-like to time netrep.")
     if against is not None:
         peer_python = find_peer_python(against, peer_python)
     dims = dict(n_networks=n_networks, n_datapoints=n_datapoints, n_neurons=n_neurons)
+    rank = n_neurons - (round(TRAINED_LIKE_DEAD * n_neurons) if trained_like else 0)
+    floor_dims = dict(dims, n_neurons=rank)
     modes = ["whole_process"] + ([] if whole_process else ["warm_client"])
     configs = [("run", dtype, variant)]
     if baseline and (dtype, variant) != BASELINE:
@@ -306,7 +342,7 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
     root = Path(tmp.name)
     try:
         store_path = root / "bench.zarr"
-        write_synthetic_store(store_path, seed=seed, **dims)
+        write_synthetic_store(store_path, seed=seed, trained_like=trained_like, **dims)
         client = _bench_client(workers, gpu, whole_process)
         try:
             for r in range(rounds):
@@ -317,7 +353,7 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
                             workers=workers, dtype=dt, gpu=gpu, tile=tile, variant=var,
                             client=client if mode == "warm_client" else None))
                 rates.append(_floor_gflops(dtype, workers, gpu))
-                floors.append(gemm_floor_seconds(gflops=rates[-1], **dims))
+                floors.append(gemm_floor_seconds(gflops=rates[-1], **floor_dims))
         finally:
             if client is not None:
                 client.close()
@@ -327,8 +363,8 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
         "workload": {"networks": n_networks, "datapoints": n_datapoints, "neurons": n_neurons,
                      "dtype": dtype, "workers": workers, "gpu": gpu, "rounds": rounds,
                      "tile": records["run"]["whole_process"][0]["tile"], "metric": "pwcca",
-                     "variant": variant},
-        "floor": {"definition": FLOOR_DEFINITION, "flops": gemm_floor_flops(**dims),
+                     "variant": variant, "trained_like": trained_like, "rank": rank},
+        "floor": {"definition": FLOOR_DEFINITION, "flops": gemm_floor_flops(**floor_dims),
                   "blas_threads": None if gpu else workers,
                   "matmul_gflops": summarize(rates), "seconds": summarize(floors)},
     }
@@ -342,7 +378,8 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
             report[mode]["ratio_to_baseline"] = summarize([a / b for a, b in zip(run, base)])
     directed = n_networks * (n_networks - 1)
     naive = time_original_pwcca(min_pairs=naive_pairs, min_seconds=naive_seconds,
-                                threads=naive_threads, seed=seed, **dims)
+                                threads=naive_threads, seed=seed, trained_like=trained_like,
+                                **dims)
     naive["directed_pairs"] = directed
     naive["all_pairs_seconds_estimated"] = naive["seconds_per_directed_pair"] * directed
     report["naive"] = _with_speedups(naive, naive["all_pairs_seconds_estimated"], report, modes)

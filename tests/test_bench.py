@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cca_scale import bench
+from cca_scale import errors as bench_errors
 from cca_scale.cli.bench import _lines, _shown
 
 
@@ -152,6 +153,41 @@ def test_other_dtypes_and_variants_are_timed_beside_the_baseline(monkeypatch, tm
                                naive_seconds=0.0, workdir=str(tmp_path))
     assert configs == [("float32", "paper")] * 2 and "baseline" not in alone
     assert "ratio_to_baseline" not in alone["whole_process"]
+
+
+def test_trained_like_layers_have_dead_units_and_need_the_second_pass():
+    from cca_scale.core.basis import GRAM_MAX_CONDITION, REFINE_MAX_CONDITION, GramAccumulator
+
+    plain = list(bench.synthetic_activations(4, 3000, 40, seed=3))
+    trained = list(bench.synthetic_activations(4, 3000, 40, seed=3, trained_like=True))
+    dead = round(bench.TRAINED_LIKE_DEAD * 40)
+    for k, ((name, a), (same, b)) in enumerate(zip(plain, trained)):
+        assert name == same
+        gone = np.flatnonzero(np.all(b == 0, axis=0))
+        assert gone.size == dead and not np.all(a[:, gone] == 0, axis=0).any()
+        kept = np.setdiff1d(np.arange(40), gone)
+        if k % 2 == 0:  # the plain network, its dead units aside
+            np.testing.assert_array_equal(b[:, kept], a[:, kept])
+        gram = GramAccumulator()
+        gram.update(b.astype(np.float64))
+        spec = gram.spectrum()
+        condition = float(spec.lam[-1] / spec.lam[0])
+        assert spec.lam.shape == (40 - dead,)
+        assert (condition > GRAM_MAX_CONDITION) == bool(k % 2)  # scaled: beyond the Gram path
+        assert condition < REFINE_MAX_CONDITION
+
+
+def test_trained_like_floor_counts_the_ranks(monkeypatch, tmp_path):
+    _fake_runs(monkeypatch, {"whole_process": 2.0, "warm_client": 1.0})
+    report = bench.bench_engine(n_networks=2, n_datapoints=60, n_neurons=40, workers=1,
+                                rounds=1, naive_pairs=1, naive_seconds=0.0,
+                                workdir=str(tmp_path), trained_like=True)
+    assert report["workload"]["trained_like"] and report["workload"]["rank"] == 38
+    assert report["floor"]["flops"] == bench.gemm_floor_flops(n_networks=2, n_datapoints=60,
+                                                              n_neurons=38)
+    with pytest.raises(bench_errors.CcaScaleError, match="netrep.*dead units"):
+        bench.bench_engine(n_networks=2, n_datapoints=60, n_neurons=40, workers=1, rounds=1,
+                           against="netrep", trained_like=True, workdir=str(tmp_path))
 
 
 def test_whole_process_option_times_only_the_process(monkeypatch, tmp_path):

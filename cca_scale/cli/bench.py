@@ -46,6 +46,7 @@ examples:
   cca-scale bench --networks 16 --datapoints 50000 --neurons 256 --whole-process
   cca-scale bench --networks 16 --datapoints 50000 --neurons 256 --dtype float32  # vs float64
   cca-scale bench --variant svcca                         # vs the paper variant, per round
+  cca-scale bench --networks 16 --datapoints 50000 --neurons 256 --trained-like  # dead units
   cca-scale bench --core                                  # one pair, one thread
   cca-scale bench --gpu --dtype float32 --networks 64 --datapoints 50000 --neurons 512
   cca-scale bench --metrics pwcca,mean_cca,cka --compare-single   # one pass vs pwcca alone
@@ -66,6 +67,9 @@ def add_parser(sub) -> None:
     p.add_argument("--tile", type=positive_int)
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--variant", choices=["paper", "svcca"], default="paper", help="PWCCA's")
+    p.add_argument("--trained-like", action="store_true",
+                   help="layers that look trained: 5%% dead units in every network, units "
+                        "scaled over 3 decades in every other one (condition ~1e3-1e4)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="with --dtype float32 or --variant svcca: do not also time float64 "
                         "'paper' runs beside them (halves the time; no ratio to baseline)")
@@ -144,7 +148,8 @@ def run(args) -> int:
                               naive_seconds=args.naive_seconds,
                               naive_threads=args.naive_threads, against=args.against,
                               peer_python=args.peer_python, workdir=args.workdir,
-                              variant=args.variant, baseline=args.baseline)
+                              variant=args.variant, baseline=args.baseline,
+                              trained_like=args.trained_like)
         title = (f"engine: all-pairs pwcca, {args.rounds} round(s), min / median / max "
                  "(a shared machine is noisy: compare minimums)")
     _show(title, report)
