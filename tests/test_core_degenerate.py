@@ -104,7 +104,7 @@ def original_distance(x, y, epsilon=EPS):
 
 
 # -- degenerate layers ------------------------------------------------------------------------
-CLASSES = ("dup1", "dup2", "collinear", "dead", "lowrank", "n_above_d", "float32")
+CLASSES = ("dup1", "dup2", "collinear", "dead", "lowrank", "n_above_d", "float32", "scaled")
 #: Layer widths per class: the first two share a width (cosine and Euclidean compare those).
 WIDTHS = {"n_above_d": (3, 3, 12, 2)}
 DEFAULT_WIDTHS = (9, 9, 6, 12)
@@ -131,6 +131,9 @@ def degenerate_layer(rng, z, d, kind, k=0):
     elif kind == "dead":
         x[:, 1] = 0.0
         x[:, -1] = 3.25
+    elif kind == "scaled":  # units over 4 decades and a dead one: the refined Gram path
+        x *= np.geomspace(1.0, 1e-4, d)[rng.permutation(d)]
+        x[:, 2] = 0.0
     if kind == "float32":
         x[:, 1] = 0.0
     if kind.startswith("float32"):  # ReLU layers stored in float32
