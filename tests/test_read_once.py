@@ -355,10 +355,11 @@ def threads_client():
 def test_square_comparison_reads_the_data_once_and_equals_one_pair(threads_client, client,
                                                                     small_store, tmp_path):
     one_pass = N * sum([8, 8, 6, 10, 8, 7]) * 8  # float64 activations
-    # several worker processes: each network read to factor it, then by each of its 3 tiles
+    # several worker processes: each network read to factor it, then by each of its 3 tiles;
+    # n2, whose duplicated unit takes the TSQR, read once more to factor it
     streamed = engine_compare(small_store, layer="h", out=tmp_path / "s.zarr", client=client,
                               tile=2).metadata["run_summary"]
-    assert streamed["bytes_read"] == 4 * one_pass and streamed["passes"] == 4.0
+    assert streamed["bytes_read"] == 4 * one_pass + N * 6 * 8
     matrix = engine_compare(small_store, layer="h", out=tmp_path / "o.zarr",
                             client=threads_client, tile=2)
     summary = matrix.metadata["run_summary"]
@@ -383,6 +384,26 @@ def test_float32_cross_products_agree_with_float64(client, small_store, tmp_path
         np.testing.assert_allclose(d32[m].values, d64[m].values, atol=1e-5)
         np.testing.assert_array_equal(d32[m].diagnostics["rank_row"],
                                       d64[m].diagnostics["rank_row"])
+
+
+def test_prepare_task_says_how_many_passes_it_read(tmp_path, rng, monkeypatch):
+    x = _relu_layers(rng, [12])[0]
+    store = ActivationStore.create(tmp_path / "acts.zarr", n_datapoints=N)
+    scaled = x * np.geomspace(1.0, 1e-4, 12)  # the second pass of the refined Gram path
+    duplicated = x.copy()
+    duplicated[:, 5] = duplicated[:, 0]  # the TSQR
+    for name, layer in (("plain", x), ("scaled", scaled), ("duplicated", duplicated)):
+        store.add(name, "h", layer, chunk_rows=100)
+    calls = []
+    reader_type = type(store.reader("plain", "h"))
+    iter_chunks = reader_type.iter_chunks
+    monkeypatch.setattr(reader_type, "iter_chunks",
+                        lambda self: (calls.append(self.network), iter_chunks(self))[1])
+    reads = {}
+    for name in ("plain", "scaled", "duplicated"):
+        basis = prepare_task(store.reader(name, "h"), dtype="float64", backend="numpy")
+        reads[name] = (basis.passes, calls.count(name))
+    assert reads == {"plain": (1, 1), "scaled": (2, 2), "duplicated": (2, 2)}
 
 
 def test_one_pair_functions_use_the_batched_kernels(rng):

@@ -28,7 +28,8 @@ from cca_scale.engine.selection import (
     open_store,
     resolve_request,
 )
-from cca_scale.engine.tasks import TileSpec, TileSummary, coords_task, prepare_task, tile_task
+from cca_scale.engine.tasks import (TileSpec, TileSummary, coords_task, prepare_task,
+                                    reader_key, reader_nbytes, tile_task)
 from cca_scale.engine.tiles import block_rows, choose_tile, iter_tiles
 from cca_scale.errors import CcaScaleError, StoreError
 from cca_scale.matrix import DistanceMatrix
@@ -210,7 +211,7 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
     layout = tuple((m, handle.out.prefix(m)) for m in req.metrics)
     tiles = [t for t in iter_tiles(len(res.rows), len(res.cols), handle.tile, square=res.square)
              if not mask[t.bi, t.bj]]
-    needed = {_identity(r): r for t in tiles for r in (res.row_readers[t.r0:t.r1]
+    needed = {reader_key(r): r for t in tiles for r in (res.row_readers[t.r0:t.r1]
                                                        + res.col_readers[t.c0:t.c1])}
     memory = _single_worker_memory(client)
     hold = hold_coordinates(needed.values(), dtype=req.dtype, memory=memory)
@@ -232,15 +233,16 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
         ``coords_task`` per tile side, each network read once), or one basis per network."""
         store = handle.out.meta.get("store")
         if hold:
-            token = tokenize(store, [_identity(r) for r in readers], req.dtype, backend, req.rtol,
+            token = tokenize(store, [reader_key(r) for r in readers], req.dtype, backend, req.rtol,
                              chunk_rows)
-            return once(coords_task, "coords", token, readers, sum(map(_nbytes, readers)),
+            return once(coords_task, "coords", token, readers, sum(map(reader_nbytes, readers)),
                         block_rows=chunk_rows)
         return [once(prepare_task, "prepare",
-                     tokenize(store, _identity(r), req.dtype, backend, req.rtol), r, _nbytes(r))
+                     tokenize(store, reader_key(r), req.dtype, backend, req.rtol), r,
+                     reader_nbytes(r))
                 for r in readers]
 
-    handle.data_bytes += sum(_nbytes(r) for r in needed.values())
+    handle.data_bytes += sum(reader_nbytes(r) for r in needed.values())
     run = tokenize(handle.out.path, time.time())
     for t in tiles:
         spec = TileSpec(
@@ -257,15 +259,6 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
     # The handle holds the tile futures; the networks' results stay alive only as their
     # dependencies, released as soon as the last tile needing them is done.
     submitted.clear()
-
-
-def _identity(reader) -> tuple:
-    return (reader.network, reader.layer, reader.step, getattr(reader, "timestep", None),
-            reader.write_id)
-
-
-def _nbytes(reader) -> int:
-    return int(np.prod(reader.shape)) * reader.dtype.itemsize
 
 
 def compare(store, *, layer: str | list[str], out=None, metric: str | list[str] = "pwcca",

@@ -27,7 +27,8 @@ class RunSummary:
     ``pairs_resumed`` found done in the output (earlier runs), ``ill_posed`` flagged by the
     ``ill_posed`` diagnostic in the whole matrix. ``bytes_read``: activation bytes this run read
     from the store, as decoded arrays: each layer once when the workers hold the layers'
-    coordinates, else once to factor it plus once per tile that needs it. ``data_bytes``: the
+    coordinates, else once to factor it (twice for an ill-conditioned layer: a second pass or
+    the TSQR) plus once per tile that needs it. ``data_bytes``: the
     activations this run needed, each once; ``passes = bytes_read / data_bytes``. ``out``: the
     output group, or None when it was a temporary one (``out=None``).
     """
@@ -173,9 +174,14 @@ class Comparison:
 
     @property
     def bytes_read(self) -> int:
-        """Activation bytes this run read so far: its prepare/coords tasks, and its finished
-        tiles (streaming ones)."""
-        return self.prepared_bytes + sum(s.bytes_read for s in self.summaries)
+        """Activation bytes this run read so far: its prepare/coords tasks (with the second
+        passes over ill-conditioned layers that their finished tiles report, each layer once),
+        and its finished tiles (streaming ones)."""
+        extra: dict = {}
+        for s in self.summaries:
+            extra.update(s.prepare_extra_bytes)
+        return (self.prepared_bytes + sum(extra.values())
+                + sum(s.bytes_read for s in self.summaries))
 
     def _finish(self) -> None:
         wall = time.perf_counter() - self.started

@@ -26,7 +26,20 @@ from cca_scale.engine.output import read_tile_arrays, write_tile_arrays
 from cca_scale.engine.tile_pairs import tile_pairs
 from cca_scale.engine.tiles import Tile
 
-__all__ = ["Coordinates", "coords_task", "prepare_task", "tile_task", "TileSpec", "TileSummary"]
+__all__ = ["Coordinates", "coords_task", "prepare_task", "PreparedBasis", "reader_key",
+           "reader_nbytes", "tile_task", "TileSpec", "TileSummary"]
+
+
+def reader_key(reader) -> tuple:
+    """What identifies a layer's activations in a run: network, layer, step, timestep and the
+    write that stored them."""
+    return (reader.network, reader.layer, reader.step, getattr(reader, "timestep", None),
+            reader.write_id)
+
+
+def reader_nbytes(reader) -> int:
+    """The bytes of a layer's activations as stored (one pass over them)."""
+    return int(np.prod(reader.shape)) * reader.dtype.itemsize
 
 
 def _factor(xp, chunks, *, rtol: float | None, who: str) -> Basis:
@@ -35,16 +48,33 @@ def _factor(xp, chunks, *, rtol: float | None, who: str) -> Basis:
                          rtol=rtol, who=who).to(np)
 
 
+@dataclass(frozen=True, eq=False)
+class PreparedBasis(Basis):
+    """A :class:`Basis` as :func:`prepare_task` returns it, with the ``passes`` it made over the
+    stored layer: 2 where the Gram path needed a second pass (an ill-conditioned layer) or the
+    TSQR (collinear or duplicated units), so the run counts the bytes it really read."""
+
+    passes: int = 1
+
+
 def prepare_task(reader, *, dtype: str = "float64", backend: str = "numpy",
-                 rtol: float | None = None) -> Basis:
+                 rtol: float | None = None) -> PreparedBasis:
     """Factor one network's layer by streaming over its datapoint chunks (memory ~ chunk + d^2).
 
-    Returns a NumPy float64 :class:`Basis` without ``q`` (whatever the working ``dtype``: only
-    the cross products run in it): O(n_neurons^2) numbers, cheap to move, and a task result, so
-    the scheduler recomputes it if the worker holding it dies.
+    Returns a NumPy float64 :class:`PreparedBasis` without ``q`` (whatever the working
+    ``dtype``: only the cross products run in it): O(n_neurons^2) numbers, cheap to move, and a
+    task result, so the scheduler recomputes it if the worker holding it dies.
     """
     who = describe("x", network=reader.network, layer=reader.layer)
-    return _factor(array_module(backend), reader.iter_chunks, rtol=rtol, who=who)
+    passes = [0]
+
+    def chunks():
+        passes[0] += 1
+        return reader.iter_chunks()
+
+    basis = _factor(array_module(backend), chunks, rtol=rtol, who=who)
+    return PreparedBasis(q=None, s=basis.s, vt=basis.vt, mean=basis.mean,
+                         n_datapoints=basis.n_datapoints, rtol=basis.rtol, passes=passes[0])
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,6 +165,9 @@ class TileSummary:
     pairs_by_metric: dict = field(default_factory=dict)  # metric -> pairs computed
     ill_posed: dict = field(default_factory=dict)  # metric -> ill-posed pairs computed
     bytes_read: int = 0  # activation bytes read from the store (decoded)
+    #: Bytes the prepare tasks of this tile's networks read beyond one pass, by reader_key (a
+    #: network in several tiles is reported by each; the run counts it once).
+    prepare_extra_bytes: dict = field(default_factory=dict)
 
 
 def tile_task(spec: TileSpec, row_inputs: list, col_inputs: list) -> TileSummary:
@@ -209,8 +242,13 @@ def tile_task(spec: TileSpec, row_inputs: list, col_inputs: list) -> TileSummary
     for metric, prefix, block, mirror, todo in work:
         write_tile_arrays(spec.out_path, tile, block, mirror, prefix)
     timings["write"] += time.perf_counter() - t
+    extra = {reader_key(r): (b.passes - 1) * reader_nbytes(r)
+             for readers, given in ((spec.row_readers, row_inputs), (spec.col_readers, col_inputs))
+             if not isinstance(given, Coordinates)
+             for r, b in zip(readers, given) if getattr(b, "passes", 1) > 1}
     return TileSummary(tile.bi, tile.bj, pairs, gemm_flops, timings, wall_start, time.time(),
-                       pairs_by_metric=by_metric, ill_posed=ill, bytes_read=nbytes[0])
+                       pairs_by_metric=by_metric, ill_posed=ill, bytes_read=nbytes[0],
+                       prepare_extra_bytes=extra)
 
 
 class _Side:
