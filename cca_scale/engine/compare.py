@@ -212,7 +212,7 @@ def _submit_tiles(handle: Comparison, res: Resolved, req: ComparisonRequest, *, 
     tiles = [t for t in iter_tiles(len(res.rows), len(res.cols), handle.tile, square=res.square)
              if not mask[t.bi, t.bj]]
     needed = {reader_key(r): r for t in tiles for r in (res.row_readers[t.r0:t.r1]
-                                                       + res.col_readers[t.c0:t.c1])}
+                                                        + res.col_readers[t.c0:t.c1])}
     memory = _single_worker_memory(client)
     hold = hold_coordinates(needed.values(), dtype=req.dtype, memory=memory)
     submitted: dict[str, Any] = {}
