@@ -179,14 +179,16 @@ def time_original_pwcca(*, n_networks: int, n_datapoints: int, n_neurons: int,
 
 
 def bench_core(*, n_datapoints: int = 10_000, n_neurons: int = 128, pairs: int = 5,
-               seed: int = 0) -> dict:
-    """One pair on one thread: prepared path vs the original implementation's method."""
+               seed: int = 0, trained_like: bool = False) -> dict:
+    """One pair on one thread: prepared path vs the original implementation's method
+    (``trained_like`` layers: see :func:`synthetic_activations`)."""
     from cca_scale.core import compare, prepare
     from cca_scale.core.kernels import DEFAULT_EPSILON
     from cca_scale.core.pairs import original_pwcca_similarity
 
     nets = [a.astype(np.float64) for _, a in
-            synthetic_activations(pairs + 1, n_datapoints, n_neurons, seed=seed)]
+            synthetic_activations(pairs + 1, n_datapoints, n_neurons, seed=seed,
+                                  trained_like=trained_like)]
     with threadpool_limits(1):
         t = time.perf_counter()
         bases = [prepare(x) for x in nets]
@@ -202,7 +204,8 @@ def bench_core(*, n_datapoints: int = 10_000, n_neurons: int = 128, pairs: int =
     flops = 2.0 * n_datapoints * bases[0].rank * bases[1].rank
     peak = matmul_gflops(threads=1)
     return {
-        "shape": f"{n_datapoints} datapoints x {n_neurons} neurons, float64, 1 BLAS thread",
+        "shape": f"{n_datapoints} datapoints x {n_neurons} neurons, float64, 1 BLAS thread"
+                 + (", trained-like layers" if trained_like else ""),
         "naive_method": "original_pwcca_similarity (google/svcca compute_pwcca)",
         "prepare_seconds_per_network": t_prepare,
         "prepared_seconds_per_pair_both_directions": t_pair,
@@ -440,7 +443,7 @@ def bench_metrics(metrics: list[str], *, n_networks: int = 32, n_datapoints: int
                   n_neurons: int = 128, workers: int | None = None, tile: int | None = None,
                   dtype: str = "float64", gpu: bool = False, repeats: int = 3,
                   workdir: str | None = None, seed: int = 0,
-                  whole_process: bool = False) -> dict:
+                  whole_process: bool = False, trained_like: bool = False) -> dict:
     """Several metrics in one run (``--metric a,b,c``) against the first metric alone, on the
     same synthetic store, alternated, ``repeats`` times each: the engine on one warm local
     cluster, or with ``whole_process`` ``cca-scale compare`` processes.
@@ -456,7 +459,7 @@ def bench_metrics(metrics: list[str], *, n_networks: int = 32, n_datapoints: int
     try:
         store_path = root / "bench.zarr"
         write_synthetic_store(store_path, n_networks=n_networks, n_datapoints=n_datapoints,
-                              n_neurons=n_neurons, seed=seed)
+                              n_neurons=n_neurons, seed=seed, trained_like=trained_like)
         runs = {"one": metrics[:1], "many": list(metrics)}
         best = {k: [float("inf"), float("inf")] for k in runs}
         client = _bench_client(workers, gpu, whole_process)
@@ -474,7 +477,7 @@ def bench_metrics(metrics: list[str], *, n_networks: int = 32, n_datapoints: int
         return {
             "shape": f"N={n_networks} networks x {n_datapoints} datapoints x {n_neurons} "
                      f"neurons, {dtype}, {workers} worker(s){' on GPU' if gpu else ''}, "
-                     f"min of {repeats}",
+                     f"min of {repeats}{', trained-like layers' if trained_like else ''}",
             f"process_seconds_{metrics[0]}": best["one"][0],
             f"process_seconds_{'+'.join(metrics)}": best["many"][0],
             "process_ratio": best["many"][0] / best["one"][0],

@@ -243,6 +243,19 @@ def test_help_teaches_the_floor_and_the_figures(capsys):
         assert phrase in text
 
 
+@pytest.mark.parametrize("mode", [[], ["--core"], ["--compare-single"]])
+def test_trained_like_reaches_every_bench_mode(monkeypatch, mode):
+    from cca_scale.cli.main import main
+
+    seen = {}
+    for name in ("bench_engine", "bench_core", "bench_metrics"):
+        monkeypatch.setattr(bench, name, lambda *a, _name=name, **kw: (
+            seen.update({_name: kw.get("trained_like")}), {"shape": "stub"})[1])
+    main(["bench", "--trained-like", "--networks", "2", "--datapoints", "10", "--neurons", "3",
+          *mode])
+    assert list(seen.values()) == [True]
+
+
 def test_peer_script_cached_loop_equals_netreps_helper():
     pytest.importorskip("netrep")
     spec = importlib.util.spec_from_file_location("peer_netrep", bench.PEER_SCRIPT)

@@ -128,7 +128,8 @@ def run(args) -> int:
     from cca_scale.bench import bench_core, bench_engine, bench_metrics
 
     if args.core:
-        report = bench_core(n_datapoints=args.datapoints, n_neurons=args.neurons)
+        report = bench_core(n_datapoints=args.datapoints, n_neurons=args.neurons,
+                            trained_like=args.trained_like)
         title = "core: one pair"
     elif args.compare_single:
         from cca_scale.engine.request import check_metrics
@@ -139,7 +140,8 @@ def run(args) -> int:
         report = bench_metrics(metrics, n_networks=args.networks, n_datapoints=args.datapoints,
                                n_neurons=args.neurons, workers=args.workers, tile=args.tile,
                                dtype=args.dtype, gpu=args.gpu, repeats=args.repeats,
-                               workdir=args.workdir, whole_process=args.whole_process)
+                               workdir=args.workdir, whole_process=args.whole_process,
+                               trained_like=args.trained_like)
     else:
         report = bench_engine(n_networks=args.networks, n_datapoints=args.datapoints,
                               n_neurons=args.neurons, workers=args.workers, tile=args.tile,
