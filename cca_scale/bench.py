@@ -102,6 +102,11 @@ TRAINED_LIKE_DEAD = 0.05
 TRAINED_LIKE_DECADES = 3.0
 
 
+def trained_like_dead_units(n_neurons: int) -> int:
+    """Dead units in each ``trained_like`` network of ``n_neurons`` units."""
+    return round(TRAINED_LIKE_DEAD * n_neurons)
+
+
 def synthetic_activations(n_networks: int, n_datapoints: int, n_neurons: int, *, seed: int = 0,
                           shared: int | None = None, trained_like: bool = False):
     """Yield ``(name, acts)`` for networks that share a latent signal plus their own noise:
@@ -121,7 +126,7 @@ def synthetic_activations(n_networks: int, n_datapoints: int, n_neurons: int, *,
         noise = rng.standard_normal((n_datapoints, n_neurons)).astype(np.float32)
         acts = np.maximum(latent @ mix + 0.5 * noise, 0.0)
         if trained_like:
-            dead = damage.choice(n_neurons, size=round(TRAINED_LIKE_DEAD * n_neurons),
+            dead = damage.choice(n_neurons, size=trained_like_dead_units(n_neurons),
                                  replace=False)
             acts[:, dead] = 0.0
             if k % 2:
@@ -333,7 +338,7 @@ def bench_engine(*, n_networks: int = 32, n_datapoints: int = 10_000, n_neurons:
     if against is not None:
         peer_python = find_peer_python(against, peer_python)
     dims = dict(n_networks=n_networks, n_datapoints=n_datapoints, n_neurons=n_neurons)
-    rank = n_neurons - (round(TRAINED_LIKE_DEAD * n_neurons) if trained_like else 0)
+    rank = n_neurons - (trained_like_dead_units(n_neurons) if trained_like else 0)
     floor_dims = dict(dims, n_neurons=rank)
     modes = ["whole_process"] + ([] if whole_process else ["warm_client"])
     configs = [("run", dtype, variant)]

@@ -160,7 +160,7 @@ def test_trained_like_layers_have_dead_units_and_need_the_second_pass():
 
     plain = list(bench.synthetic_activations(4, 3000, 40, seed=3))
     trained = list(bench.synthetic_activations(4, 3000, 40, seed=3, trained_like=True))
-    dead = round(bench.TRAINED_LIKE_DEAD * 40)
+    dead = bench.trained_like_dead_units(40)
     for k, ((name, a), (same, b)) in enumerate(zip(plain, trained)):
         assert name == same
         gone = np.flatnonzero(np.all(b == 0, axis=0))
