@@ -14,7 +14,7 @@ import cca_scale
 from cca_scale import ActivationStore
 from cca_scale.core import BasisAccumulator, compare, prepare
 from cca_scale.core.backend import BULK_MIN_BYTES, bulk_empty
-from cca_scale.core.basis import (GRAM_MAX_CONDITION, REFINE_MAX_CONDITION,
+from cca_scale.core.basis import (GRAM_MAX_CONDITION, NULL_NOISE_MARGIN, REFINE_MAX_CONDITION,
                                   GramAccumulator, factor_chunks)
 from cca_scale.core.batched import Layers, gather_results
 from cca_scale.core.registry import METRICS, get_metric
@@ -56,16 +56,29 @@ def test_gram_path_gives_the_tsqr_basis_on_well_conditioned_layers(rng):
     np.testing.assert_allclose(np.linalg.svd(q.T @ q_t, compute_uv=False), 1.0, atol=1e-12)
 
 
-@pytest.mark.parametrize("damage", ["collinear", "duplicate", "dead and duplicate"])
-def test_gram_path_falls_back_to_tsqr_where_it_cannot_resolve_directions(rng, damage):
-    x = _relu_layers(rng, [16])[0]
-    if damage == "dead and duplicate":  # setting the dead unit aside leaves a duplicate
+def _damaged(x, damage):
+    """``x`` with null directions: collinear or duplicated units (and a dead one), or softmax
+    rows (summing to 1)."""
+    x = x.copy()
+    if "scaled" in damage:
+        x *= np.geomspace(1.0, 1e-4, x.shape[1])
+    if "dead" in damage:  # setting the dead unit aside leaves a duplicate
         x[:, 3] = 0.0
-        x[:, 7] = x[:, 0]
-    elif damage == "collinear":
+    if damage == "collinear":
         x[:, 5] = 2 * x[:, 1] - x[:, 2]
+    elif damage == "softmax":
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        x = e / e.sum(axis=1, keepdims=True)
     else:
         x[:, 7] = x[:, 0]
+    return x
+
+
+@pytest.mark.parametrize("damage", ["collinear", "duplicate", "dead and duplicate"])
+def test_small_layers_with_null_directions_take_the_tsqr(rng, damage):
+    """At 600 datapoints the rank tolerance (600 eps) is too fine to certify null directions
+    from the refined pass (``NULL_NOISE_MARGIN``): the TSQR, bit for bit."""
+    x = _damaged(_relu_layers(rng, [16])[0], damage)
     gram = GramAccumulator()
     for c in _chunks(x)():
         gram.update(c)
@@ -77,6 +90,58 @@ def test_gram_path_falls_back_to_tsqr_where_it_cannot_resolve_directions(rng, da
     assert got.rank == want.rank == 16 - (2 if damage == "dead and duplicate" else 1)
     np.testing.assert_array_equal(got.s, want.s)
     np.testing.assert_array_equal(got.vt, want.vt)
+
+
+@pytest.mark.parametrize("damage", ["collinear", "duplicate", "dead and duplicate", "softmax",
+                                    "scaled and duplicate"])
+def test_null_directions_are_certified_and_dropped_without_the_tsqr(rng, monkeypatch, damage):
+    """Collinear or duplicated units (and softmax rows, which sum to 1) at a realistic datapoint
+    count: the refined pass resolves every other direction and finds the null ones null, so the
+    layer gets the TSQR's basis to its own accuracy without the TSQR."""
+    x = _damaged(_relu_layers(rng, [16], n=4000)[0], damage)
+    acc = BasisAccumulator(dtype="float64")
+    for c in _chunks(x, 500)():
+        acc.update(c)
+    want = acc.finalize()
+    seen = _counting_tsqr(monkeypatch)
+    got = factor_chunks(_chunks(x, 500))
+    assert not seen
+    assert got.rank == want.rank == 16 - (2 if "dead" in damage else 1)
+    np.testing.assert_allclose(got.s, want.s, rtol=1e-12)
+    if "dead" in damage:
+        assert np.all(got.vt[:, 3] == 0.0)
+    q = (x - got.mean) @ got.whitener
+    q_t = (x - want.mean) @ want.whitener
+    tsqr_error = np.abs(q_t.T @ q_t - np.eye(got.rank)).max()
+    assert np.abs(q.T @ q - np.eye(got.rank)).max() <= max(4 * tsqr_error, 1e-13)
+    np.testing.assert_allclose(np.linalg.svd(q.T @ q_t, compute_uv=False), 1.0, atol=1e-12)
+
+
+def test_a_live_direction_beyond_the_refined_bound_still_takes_the_tsqr(rng, monkeypatch):
+    """A unit 1e-8 smaller (condition ~1e8) is floored like a null direction but comes out live:
+    not certified, so the TSQR, bit for bit."""
+    x = _relu_layers(rng, [16], n=4000)[0]
+    x[:, 4] *= 1e-8
+    acc = BasisAccumulator(dtype="float64")
+    for c in _chunks(x, 500)():
+        acc.update(c)
+    want = acc.finalize()
+    seen = _counting_tsqr(monkeypatch)
+    got = factor_chunks(_chunks(x, 500))
+    assert seen and got.rank == want.rank == 16
+    np.testing.assert_array_equal(got.s, want.s)
+    np.testing.assert_array_equal(got.vt, want.vt)
+
+
+def test_null_certification_threshold_is_the_documented_margin(rng, monkeypatch):
+    x = _damaged(_relu_layers(rng, [16], n=4000)[0], "duplicate")
+    needed = NULL_NOISE_MARGIN * np.sqrt(16 * np.finfo(np.float64).eps / REFINE_MAX_CONDITION)
+    seen = _counting_tsqr(monkeypatch)
+    for factor, certified in ((0.5, False), (2.0, True)):
+        seen.clear()
+        basis = factor_chunks(_chunks(x, 500), rtol=factor * needed)
+        assert bool(seen) != certified
+        assert basis.rank == 15
 
 
 def _layer_with_spectrum(rng, singular_values, n=2000, mean=3.0):
@@ -356,7 +421,7 @@ def test_square_comparison_reads_the_data_once_and_equals_one_pair(threads_clien
                                                                     small_store, tmp_path):
     one_pass = N * sum([8, 8, 6, 10, 8, 7]) * 8  # float64 activations
     # several worker processes: each network read to factor it, then by each of its 3 tiles;
-    # n2, whose duplicated unit takes the TSQR, read once more to factor it
+    # n2, whose duplicated unit takes the TSQR at 600 datapoints, read once more to factor it
     streamed = engine_compare(small_store, layer="h", out=tmp_path / "s.zarr", client=client,
                               tile=2).metadata["run_summary"]
     assert streamed["bytes_read"] == 4 * one_pass + N * 6 * 8
@@ -391,7 +456,7 @@ def test_prepare_task_says_how_many_passes_it_read(tmp_path, rng, monkeypatch):
     store = ActivationStore.create(tmp_path / "acts.zarr", n_datapoints=N)
     scaled = x * np.geomspace(1.0, 1e-4, 12)  # the second pass of the refined Gram path
     duplicated = x.copy()
-    duplicated[:, 5] = duplicated[:, 0]  # the TSQR
+    duplicated[:, 5] = duplicated[:, 0]  # the TSQR (600 datapoints)
     for name, layer in (("plain", x), ("scaled", scaled), ("duplicated", duplicated)):
         store.add(name, "h", layer, chunk_rows=100)
     calls = []

@@ -24,7 +24,8 @@ from cca_scale.core.validation import (
 from cca_scale.errors import ActivationError
 
 __all__ = ["Basis", "BasisAccumulator", "GramAccumulator", "GramSpectrum", "GRAM_MAX_CONDITION",
-           "REFINE_MAX_CONDITION", "default_rtol", "factor_chunks", "prepare"]
+           "NULL_NOISE_MARGIN", "REFINE_MAX_CONDITION", "default_rtol", "factor_chunks",
+           "prepare"]
 
 #: The largest ``lambda_max / lambda_min`` of a layer's centred Gram matrix (its condition number
 #: squared) that :class:`GramAccumulator` factors itself, constant units set aside. Above it
@@ -34,9 +35,17 @@ __all__ = ["Basis", "BasisAccumulator", "GramAccumulator", "GramSpectrum", "GRAM
 GRAM_MAX_CONDITION = 1e6
 #: Up to this ``lambda_max / lambda_min`` (condition number 1e6), :func:`factor_chunks` refines an
 #: ill-conditioned Gram path with a second pass (CholeskyQR2 with the eigendecomposition as its
-#: first factor), as accurate as the TSQR and about 1.7x faster; above it (collinear or duplicated
-#: units, where the Gram matrix is singular to rounding) it takes the rank-revealing TSQR.
+#: first factor), as accurate as the TSQR and about 1.7x faster. Directions of the Gram matrix
+#: below ``lambda_max / REFINE_MAX_CONDITION`` (collinear or duplicated units, where the Gram
+#: matrix is singular to rounding) are scaled by that floor in the same pass; where they all come
+#: out null at the rank tolerance they are dropped, as the TSQR would drop them, and otherwise
+#: (a live direction with a condition number above 1e6) the layer takes the rank-revealing TSQR.
 REFINE_MAX_CONDITION = 1e12
+#: A layer with null directions stays off the TSQR only where its rank tolerance is at least this
+#: many times the refined pass' noise on them (``sqrt(k * eps * lambda_max / REFINE_MAX_CONDITION)``
+#: for ``k`` units; measured noise is 1e-3 of that or less): from about 1,100 datapoints at 16
+#: units, 4,300 at 256.
+NULL_NOISE_MARGIN = 4.0
 
 
 def default_rtol(n_datapoints: int, n_neurons: int, dtype: Any) -> float:
@@ -383,11 +392,12 @@ def factor_chunks(chunks, *, rtol: float | None = None, who: str = "layer") -> B
     array module the basis should live in. Well-conditioned layers are factored from their centred
     Gram matrix (:class:`GramAccumulator`, one pass, GEMM speed; constant units such as dead
     ReLUs are set aside first). Layers with a condition number above
-    ``sqrt(GRAM_MAX_CONDITION)`` (1e3) and up to ``sqrt(REFINE_MAX_CONDITION)`` (1e6) take a
-    second pass that refines the Gram path to the TSQR's accuracy (CholeskyQR2, GEMM speed);
-    beyond (collinear or duplicated units) the second pass is the rank-revealing streamed TSQR
-    (:class:`BasisAccumulator`), exactly as before the Gram path existed. Deterministic: the
-    same chunks give the same bits.
+    ``sqrt(GRAM_MAX_CONDITION)`` (1e3) take a second pass that refines the Gram path to the
+    TSQR's accuracy (CholeskyQR2, GEMM speed); in the same pass, null directions (collinear or
+    duplicated units) are certified null and dropped (:func:`_refined`). The rest (a live
+    direction beyond condition 1e6, or null directions where the rank tolerance is too fine to
+    certify them: small layers) takes the rank-revealing streamed TSQR (:class:`BasisAccumulator`),
+    exactly as before the Gram path existed. Deterministic: the same chunks give the same bits.
     """
     gram = GramAccumulator(rtol=rtol, who=who)
     for chunk in chunks():
@@ -404,28 +414,48 @@ def factor_chunks(chunks, *, rtol: float | None = None, who: str = "layer") -> B
 
 
 def _refined(gram: GramAccumulator, chunks) -> Basis | None:
-    """The basis of a layer too ill-conditioned for the Gram path alone (condition number squared
-    up to :data:`REFINE_MAX_CONDITION`), from a second pass: CholeskyQR2 with the Gram matrix's
-    eigendecomposition as the first factor. ``q1 = (X - mean) @ w`` with ``w = v lam^-1/2`` is
-    orthonormal to about ``eps * condition``, so its Gram matrix ``v2 lam2 v2^T`` is resolved to
-    full accuracy; then ``X - mean = (q1 v2 lam2^-1/2) @ m`` with ``m = lam2^1/2 v2^T lam^1/2 v^T``,
-    and the SVD of the small ``m`` gives ``s`` and ``vt`` as accurate as the TSQR's. None where
-    the spectrum is beyond the bound, or the first factor did not make ``q1`` near-orthonormal.
+    """The basis of a layer too ill-conditioned for the Gram path alone, from a second pass:
+    CholeskyQR2 with the Gram matrix's eigendecomposition as the first factor.
+
+    ``q1 = (X - mean) @ w`` with ``w = v lam^-1/2`` is orthonormal to about ``eps * condition``,
+    so its Gram matrix ``v2 lam2 v2^T`` is resolved to full accuracy; then ``X - mean = (q1 v2
+    lam2^-1/2) @ m`` with ``m = lam2^1/2 v2^T lam^1/2 v^T``, and the SVD of the small ``m`` gives
+    ``s`` and ``vt`` as accurate as the TSQR's.
+
+    Directions with ``lam`` below ``lam_max / REFINE_MAX_CONDITION`` (a collinear or duplicated
+    unit: the Gram matrix is singular to rounding, its eigenvectors there are noise) are scaled by
+    that floor instead, so their columns of ``q1`` have norm at most about 1 and their true
+    singular values come out of ``m`` to about ``sqrt(eps * floor)``, far below the rank
+    tolerance at :data:`NULL_NOISE_MARGIN`. The layer is accepted only where exactly those
+    directions come out null: every other direction is then resolved as above, and the null ones
+    are dropped as the TSQR drops them. None (the TSQR) where the tolerance is too fine for that
+    noise, a floored direction is live (a condition number above 1e6), or the first factor did
+    not make the other columns of ``q1`` near-orthonormal.
     """
     spec = gram.spectrum()
-    if spec is None or not spec.within(REFINE_MAX_CONDITION):
+    if spec is None:
         return None
     xp = array_namespace(spec.lam)
-    root = xp.sqrt(spec.lam)
+    lam_max = float(to_host(spec.lam[-1]))
+    floored = spec.lam * REFINE_MAX_CONDITION < lam_max  # as GramSpectrum.within decides
+    n_null = int(to_host(xp.sum(floored)))
+    k = int(spec.lam.shape[0])
+    floor = lam_max / REFINE_MAX_CONDITION
+    if not lam_max > 0 or (n_null and NULL_NOISE_MARGIN * np.sqrt(
+            k * np.finfo(np.float64).eps * floor) > spec.rtol * np.sqrt(lam_max)):
+        return None
+    root = xp.sqrt(xp.where(floored, floor, spec.lam))
     w = xp.ascontiguousarray(spec.embed((spec.v / root[None, :]).T).T)  # (n_neurons, k)
     g2 = None
     for chunk in chunks():
         q1 = (chunk - gram.mean[None, :]) @ w
         g2 = q1.T @ q1 if g2 is None else g2 + q1.T @ q1
     lam2, v2 = xp.linalg.eigh((g2 + g2.T) / 2)
-    if not (float(to_host(lam2[0])) > 0.5 and float(to_host(lam2[-1])) < 2.0):
+    if not (float(to_host(lam2[n_null])) > 0.5 and float(to_host(lam2[-1])) < 2.0):
         return None
-    m = (xp.sqrt(lam2)[:, None] * v2.T) @ (root[:, None] * spec.v.T)
+    m = (xp.sqrt(xp.clip(lam2, 0.0, None))[:, None] * v2.T) @ (root[:, None] * spec.v.T)
     _, s, vt = xp.linalg.svd(m, full_matrices=False)
+    if n_null and int(to_host(xp.sum(s > spec.rtol * s[0]))) != k - n_null:
+        return None
     _, s, vt = _truncate(None, s, spec.embed(vt), spec.rtol, gram.who)
     return Basis(q=None, s=s, vt=vt, mean=gram.mean, n_datapoints=gram.n, rtol=spec.rtol)

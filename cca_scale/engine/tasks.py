@@ -51,8 +51,8 @@ def _factor(xp, chunks, *, rtol: float | None, who: str) -> Basis:
 @dataclass(frozen=True, eq=False)
 class PreparedBasis(Basis):
     """A :class:`Basis` as :func:`prepare_task` returns it, with the ``passes`` it made over the
-    stored layer: 2 where the Gram path needed a second pass (an ill-conditioned layer) or the
-    TSQR (collinear or duplicated units), so the run counts the bytes it really read."""
+    stored layer: 2 where the Gram path needed a second pass (an ill-conditioned layer, or
+    collinear or duplicated units) or the TSQR, so the run counts the bytes it really read."""
 
     passes: int = 1
 
