@@ -57,8 +57,8 @@ def test_gram_path_gives_the_tsqr_basis_on_well_conditioned_layers(rng):
 
 
 def _damaged(x, damage):
-    """``x`` with null directions: collinear or duplicated units (and a dead one), or softmax
-    rows (summing to 1)."""
+    """``x`` with null directions: collinear or duplicated units (and a dead one), softmax rows
+    (summing to 1), or every unit a combination of 6 of them."""
     x = x.copy()
     if "scaled" in damage:
         x *= np.geomspace(1.0, 1e-4, x.shape[1])
@@ -66,6 +66,8 @@ def _damaged(x, damage):
         x[:, 3] = 0.0
     if damage == "collinear":
         x[:, 5] = 2 * x[:, 1] - x[:, 2]
+    elif damage == "rank 6":
+        x = x[:, :6] @ np.random.default_rng(0).normal(size=(6, x.shape[1]))
     elif damage == "softmax":
         e = np.exp(x - x.max(axis=1, keepdims=True))
         x = e / e.sum(axis=1, keepdims=True)
@@ -93,11 +95,12 @@ def test_small_layers_with_null_directions_take_the_tsqr(rng, damage):
 
 
 @pytest.mark.parametrize("damage", ["collinear", "duplicate", "dead and duplicate", "softmax",
-                                    "scaled and duplicate"])
+                                    "scaled and duplicate", "rank 6"])
 def test_null_directions_are_certified_and_dropped_without_the_tsqr(rng, monkeypatch, damage):
-    """Collinear or duplicated units (and softmax rows, which sum to 1) at a realistic datapoint
-    count: the refined pass resolves every other direction and finds the null ones null, so the
-    layer gets the TSQR's basis to its own accuracy without the TSQR."""
+    """Collinear or duplicated units (softmax rows, which sum to 1; a layer of rank 6 in 16
+    units) at a realistic datapoint count: the refined pass resolves every other direction and
+    finds the null ones null, so the layer gets the TSQR's basis to its own accuracy without the
+    TSQR."""
     x = _damaged(_relu_layers(rng, [16], n=4000)[0], damage)
     acc = BasisAccumulator(dtype="float64")
     for c in _chunks(x, 500)():
@@ -106,7 +109,8 @@ def test_null_directions_are_certified_and_dropped_without_the_tsqr(rng, monkeyp
     seen = _counting_tsqr(monkeypatch)
     got = factor_chunks(_chunks(x, 500))
     assert not seen
-    assert got.rank == want.rank == 16 - (2 if "dead" in damage else 1)
+    assert got.rank == want.rank == (6 if damage == "rank 6" else
+                                     16 - (2 if "dead" in damage else 1))
     np.testing.assert_allclose(got.s, want.s, rtol=1e-12)
     if "dead" in damage:
         assert np.all(got.vt[:, 3] == 0.0)
