@@ -17,6 +17,7 @@ import cupy_standin
 from cca_scale import ActivationStore
 from cca_scale.core import compare, pair_distances, prepare
 from cca_scale.core.backend import array_module, synchronize, to_host
+from cca_scale.core.basis import factor_chunks
 from cca_scale.core.registry import METRICS
 from cca_scale.engine.output import ComparisonOutput
 from cca_scale.engine.results import load_distances
@@ -162,6 +163,30 @@ def test_public_one_pair_functions_take_device_arrays(cp, pair, variant):
     res = cca_scale.cca(cp.asarray(x), cp.asarray(y))
     assert isinstance(res.rho, cp.ndarray)
     np.testing.assert_allclose(res.rho.get(), cca_scale.cca(x, y).rho, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("route", ["gram", "dead units", "refined", "certified null", "tsqr"])
+def test_factoring_on_device_equals_numpy_on_every_route(cp, rng, route):
+    """:func:`factor_chunks` on device chunks, through each of its routes: the Gram path (with
+    constant units set aside), the refined second pass (ill-conditioned, or null directions
+    certified), and the TSQR (a live direction beyond condition 1e6)."""
+    x = np.maximum(rng.normal(size=(3000, 3)) @ rng.normal(size=(3, 12))
+                   + 0.6 * rng.normal(size=(3000, 12)), 0.0)
+    if route == "dead units":
+        x[:, [2, 9]] = 0.0
+    elif route == "refined":
+        x[:, 4] *= 1e-4
+    elif route == "certified null":
+        x[:, 7] = x[:, 0]
+    elif route == "tsqr":
+        x[:, 4] *= 1e-8
+    want = factor_chunks(lambda: (x[s:s + 500] for s in range(0, 3000, 500)))
+    got = factor_chunks(lambda: (cp.asarray(x[s:s + 500]) for s in range(0, 3000, 500)))
+    assert isinstance(got.vt, cp.ndarray)
+    got = got.to(np)
+    assert got.rank == want.rank
+    for name in ("s", "vt", "mean"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=0, atol=TOL)
 
 
 # -- the tile task -------------------------------------------------------------------------------

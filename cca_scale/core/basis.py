@@ -453,7 +453,7 @@ def _refined(gram: GramAccumulator, chunks) -> Basis | None:
     lam2, v2 = xp.linalg.eigh((g2 + g2.T) / 2)
     if not (float(to_host(lam2[n_null])) > 0.5 and float(to_host(lam2[-1])) < 2.0):
         return None
-    m = (xp.sqrt(xp.clip(lam2, 0.0, None))[:, None] * v2.T) @ (root[:, None] * spec.v.T)
+    m = (xp.sqrt(xp.maximum(lam2, 0.0))[:, None] * v2.T) @ (root[:, None] * spec.v.T)
     _, s, vt = xp.linalg.svd(m, full_matrices=False)
     if n_null and int(to_host(xp.sum(s > spec.rtol * s[0]))) != k - n_null:
         return None
