@@ -229,6 +229,20 @@ def test_gram_path_sets_constant_units_aside(rng, values):
     np.testing.assert_array_equal(same.vt, got.vt)
 
 
+def test_a_coarse_rank_tolerance_sets_no_live_unit_aside(rng):
+    """Only units constant to rounding are set aside: a unit 1e-4 as large as the others, under
+    a rank tolerance of 1e-3, is live, and the layer's basis is the one-pair SVD's at that
+    tolerance (the directions cut by their singular values, not the unit dropped)."""
+    x = _relu_layers(rng, [12], n=3000)[0]
+    x[:, 5] *= 1e-4
+    got = factor_chunks(_chunks(x, 500), rtol=1e-3)
+    want = prepare(x, rtol=1e-3)
+    assert got.rank == want.rank
+    assert np.any(got.vt[:, 5] != 0.0)
+    np.testing.assert_allclose(got.s, want.s, rtol=1e-12)
+    np.testing.assert_allclose(np.abs(got.vt @ want.vt.T), np.eye(got.rank), atol=1e-9)
+
+
 def test_a_layer_of_constant_units_is_still_refused_by_name(rng):
     x = np.full((50, 4), 0.5)
     gram = GramAccumulator(who="x (network 'n7', layer 'fc1')")

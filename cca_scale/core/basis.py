@@ -298,10 +298,10 @@ class GramAccumulator(_CentredChunks):
     large mean occurs. Memory O(n_neurons^2).
 
     Constant units (dead ReLUs: a centred norm at most ``rtol`` times the largest, as
-    :attr:`Basis.kept_neurons` says) are exact null directions, not ill-conditioning: they are
-    set aside and the rest is factored here, so a trained layer with dead units stays on this
-    path rather than paying for the TSQR (about 6x the time, and a second read of a streamed
-    layer).
+    :attr:`Basis.kept_neurons` says, with ``rtol`` no coarser than :func:`default_rtol`) are
+    exact null directions, not ill-conditioning: they are set aside and the rest is factored
+    here, so a trained layer with dead units stays on this path rather than paying for the TSQR
+    (about 6x the time, and a second read of a streamed layer).
     """
 
     _spectrum = None
@@ -328,10 +328,14 @@ class GramAccumulator(_CentredChunks):
             self._check_count()
             xp = array_namespace(self.m2)
             d = int(self.m2.shape[0])
-            rtol = default_rtol(self.n, d, np.float64) if self.rtol is None else float(self.rtol)
+            default = default_rtol(self.n, d, np.float64)
+            rtol = default if self.rtol is None else float(self.rtol)
+            # Only units constant to rounding are set aside: a coarser rtol asked for is a cut of
+            # singular values (made later), not licence to drop small live units.
+            aside = min(rtol, default)
             m2 = (self.m2 + self.m2.T) / 2
             norms2 = xp.diagonal(m2)
-            live = norms2 > (rtol * rtol) * xp.max(norms2)
+            live = norms2 > (aside * aside) * xp.max(norms2)
             n_live = int(to_host(xp.sum(live)))
             if n_live == 0:
                 return None  # a constant layer: the TSQR route raises the error that says so
