@@ -137,6 +137,21 @@ def test_a_live_direction_beyond_the_refined_bound_still_takes_the_tsqr(rng, mon
     np.testing.assert_array_equal(got.vt, want.vt)
 
 
+def test_a_coarse_rank_tolerance_cuts_live_directions_off_the_refined_pass(rng, monkeypatch):
+    """A rank tolerance of 1e-3 cuts live directions as well as the null one: still certified
+    (no floored direction is live), the TSQR's basis at that tolerance, without the TSQR."""
+    x = _damaged(_relu_layers(rng, [16], n=4000)[0], "scaled and duplicate")
+    acc = BasisAccumulator(dtype="float64", rtol=1e-3)
+    for c in _chunks(x, 500)():
+        acc.update(c)
+    want = acc.finalize()
+    seen = _counting_tsqr(monkeypatch)
+    got = factor_chunks(_chunks(x, 500), rtol=1e-3)
+    assert not seen
+    assert got.rank == want.rank < 15
+    np.testing.assert_allclose(got.s, want.s, rtol=1e-12)
+
+
 def test_null_certification_threshold_is_the_documented_margin(rng, monkeypatch):
     x = _damaged(_relu_layers(rng, [16], n=4000)[0], "duplicate")
     needed = NULL_NOISE_MARGIN * np.sqrt(16 * np.finfo(np.float64).eps / REFINE_MAX_CONDITION)

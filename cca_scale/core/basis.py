@@ -430,9 +430,9 @@ def _refined(gram: GramAccumulator, chunks) -> Basis | None:
     unit: the Gram matrix is singular to rounding, its eigenvectors there are noise) are scaled by
     that floor instead, so their columns of ``q1`` have norm at most about 1 and their true
     singular values come out of ``m`` to about ``sqrt(eps * floor)``, far below the rank
-    tolerance at :data:`NULL_NOISE_MARGIN`. The layer is accepted only where exactly those
-    directions come out null: every other direction is then resolved as above, and the null ones
-    are dropped as the TSQR drops them. None (the TSQR) where the tolerance is too fine for that
+    tolerance at :data:`NULL_NOISE_MARGIN`. The layer is accepted only where those directions
+    all come out null: every other direction is then resolved as above, and the null ones are
+    dropped as the TSQR drops them. None (the TSQR) where the tolerance is too fine for that
     noise, a floored direction is live (a condition number above 1e6), or the first factor did
     not make the other columns of ``q1`` near-orthonormal.
     """
@@ -459,7 +459,7 @@ def _refined(gram: GramAccumulator, chunks) -> Basis | None:
         return None
     m = (xp.sqrt(xp.maximum(lam2, 0.0))[:, None] * v2.T) @ (root[:, None] * spec.v.T)
     _, s, vt = xp.linalg.svd(m, full_matrices=False)
-    if n_null and int(to_host(xp.sum(s > spec.rtol * s[0]))) != k - n_null:
-        return None
+    if n_null and int(to_host(xp.sum(s > spec.rtol * s[0]))) > k - n_null:
+        return None  # a floored direction is live: beyond condition 1e6
     _, s, vt = _truncate(None, s, spec.embed(vt), spec.rtol, gram.who)
     return Basis(q=None, s=s, vt=vt, mean=gram.mean, n_datapoints=gram.n, rtol=spec.rtol)
