@@ -165,11 +165,13 @@ def test_public_one_pair_functions_take_device_arrays(cp, pair, variant):
     np.testing.assert_allclose(res.rho.get(), cca_scale.cca(x, y).rho, rtol=0, atol=TOL)
 
 
-@pytest.mark.parametrize("route", ["gram", "dead units", "refined", "certified null", "tsqr"])
+@pytest.mark.parametrize("route", ["gram", "dead units", "refined", "certified null",
+                                   "floored live", "tsqr"])
 def test_factoring_on_device_equals_numpy_on_every_route(cp, rng, route):
     """:func:`factor_chunks` on device chunks, through each of its routes: the Gram path (with
-    constant units set aside), the refined second pass (ill-conditioned, or null directions
-    certified), and the TSQR (a live direction beyond condition 1e6)."""
+    constant units set aside), the refined second pass (ill-conditioned, null directions
+    certified, a live direction beyond condition 1e6 resolved), and the TSQR (a live direction
+    near the pass' noise)."""
     x = np.maximum(rng.normal(size=(3000, 3)) @ rng.normal(size=(3, 12))
                    + 0.6 * rng.normal(size=(3000, 12)), 0.0)
     if route == "dead units":
@@ -178,8 +180,10 @@ def test_factoring_on_device_equals_numpy_on_every_route(cp, rng, route):
         x[:, 4] *= 1e-4
     elif route == "certified null":
         x[:, 7] = x[:, 0]
-    elif route == "tsqr":
+    elif route == "floored live":
         x[:, 4] *= 1e-8
+    elif route == "tsqr":
+        x[:, 4] *= 3e-11
     want = factor_chunks(lambda: (x[s:s + 500] for s in range(0, 3000, 500)))
     got = factor_chunks(lambda: (cp.asarray(x[s:s + 500]) for s in range(0, 3000, 500)))
     assert isinstance(got.vt, cp.ndarray)

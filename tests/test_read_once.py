@@ -14,8 +14,8 @@ import cca_scale
 from cca_scale import ActivationStore
 from cca_scale.core import BasisAccumulator, compare, prepare
 from cca_scale.core.backend import BULK_MIN_BYTES, bulk_empty
-from cca_scale.core.basis import (GRAM_MAX_CONDITION, NULL_NOISE_MARGIN, REFINE_MAX_CONDITION,
-                                  GramAccumulator, factor_chunks)
+from cca_scale.core.basis import (FLOORED_LIVE_CLEARANCE, GRAM_MAX_CONDITION, NULL_NOISE_MARGIN,
+                                  REFINE_MAX_CONDITION, GramAccumulator, factor_chunks)
 from cca_scale.core.batched import Layers, gather_results
 from cca_scale.core.registry import METRICS, get_metric
 from cca_scale.engine import compare as engine_compare
@@ -121,11 +121,36 @@ def test_null_directions_are_certified_and_dropped_without_the_tsqr(rng, monkeyp
     np.testing.assert_allclose(np.linalg.svd(q.T @ q_t, compute_uv=False), 1.0, atol=1e-12)
 
 
-def test_a_live_direction_beyond_the_refined_bound_still_takes_the_tsqr(rng, monkeypatch):
-    """A unit 1e-8 smaller (condition ~1e8) is floored like a null direction but comes out live:
-    not certified, so the TSQR, bit for bit."""
+def test_a_live_direction_beyond_condition_1e6_is_resolved_as_the_tsqr_resolves_it(rng,
+                                                                                     monkeypatch):
+    """A unit 1e-8 smaller (condition ~1e8, as float32 rounding of an exact dependency leaves it)
+    is floored like a null direction and comes out live, clear of the pass' noise: kept from the
+    refined pass, with the singular values of the layer and coordinates orthonormal to what the
+    condition number allows, as the TSQR's."""
     x = _relu_layers(rng, [16], n=4000)[0]
     x[:, 4] *= 1e-8
+    acc = BasisAccumulator(dtype="float64")
+    for c in _chunks(x, 500)():
+        acc.update(c)
+    want = acc.finalize()
+    seen = _counting_tsqr(monkeypatch)
+    got = factor_chunks(_chunks(x, 500))
+    assert not seen
+    assert got.rank == want.rank == 16
+    s_true = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
+    np.testing.assert_allclose(got.s, s_true, rtol=1e-6)
+    kappa = got.s[0] / got.s[-1]
+    assert kappa > 1e7
+    for basis in (got, want):
+        q = (x - basis.mean) @ basis.whitener
+        assert np.abs(q.T @ q - np.eye(16)).max() <= 100 * np.finfo(np.float64).eps * kappa
+
+
+def test_a_live_direction_near_the_pass_noise_takes_the_tsqr(rng, monkeypatch):
+    """A unit 3e-11 smaller (condition ~1e11, still above the rank cut) is live within
+    ``FLOORED_LIVE_CLEARANCE`` of the refined pass' noise: the TSQR, bit for bit."""
+    x = _relu_layers(rng, [16], n=4000)[0]
+    x[:, 4] *= 3e-11
     acc = BasisAccumulator(dtype="float64")
     for c in _chunks(x, 500)():
         acc.update(c)
@@ -135,6 +160,22 @@ def test_a_live_direction_beyond_the_refined_bound_still_takes_the_tsqr(rng, mon
     assert seen and got.rank == want.rank == 16
     np.testing.assert_array_equal(got.s, want.s)
     np.testing.assert_array_equal(got.vt, want.vt)
+
+
+def test_floored_live_clearance_is_the_documented_one(rng, monkeypatch):
+    x = rng.normal(size=(2000, 6))
+    x -= x.mean(axis=0)
+    u, _, vt = np.linalg.svd(x, full_matrices=False)
+    noise = np.sqrt(6 * np.finfo(np.float64).eps / REFINE_MAX_CONDITION)  # s_max = 1
+    seen = _counting_tsqr(monkeypatch)
+    for factor, refined in ((0.5, False), (2.0, True)):
+        ratio = factor * FLOORED_LIVE_CLEARANCE * noise
+        y = u @ np.diag([1.0, 0.9, 0.8, 0.7, 0.6, ratio]) @ vt
+        seen.clear()
+        basis = factor_chunks(lambda: [y])
+        assert bool(seen) != refined
+        assert basis.rank == 6
+        np.testing.assert_allclose(basis.s[-1], ratio, rtol=1e-2)
 
 
 def test_a_coarse_rank_tolerance_cuts_live_directions_off_the_refined_pass(rng, monkeypatch):
@@ -281,6 +322,8 @@ def test_gram_threshold_is_the_documented_condition(rng):
 
 
 def test_refinement_threshold_is_the_documented_condition(rng, monkeypatch):
+    # 400 datapoints: too few to resolve floored directions (NULL_NOISE_MARGIN), so beyond the
+    # bound the TSQR
     x = rng.normal(size=(400, 6))
     x -= x.mean(axis=0)
     u, _, vt = np.linalg.svd(x, full_matrices=False)

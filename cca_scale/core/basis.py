@@ -23,9 +23,9 @@ from cca_scale.core.validation import (
 )
 from cca_scale.errors import ActivationError
 
-__all__ = ["Basis", "BasisAccumulator", "GramAccumulator", "GramSpectrum", "GRAM_MAX_CONDITION",
-           "NULL_NOISE_MARGIN", "REFINE_MAX_CONDITION", "default_rtol", "factor_chunks",
-           "prepare"]
+__all__ = ["Basis", "BasisAccumulator", "FLOORED_LIVE_CLEARANCE", "GramAccumulator", "GramSpectrum",
+           "GRAM_MAX_CONDITION", "NULL_NOISE_MARGIN", "REFINE_MAX_CONDITION", "default_rtol",
+           "factor_chunks", "prepare"]
 
 #: The largest ``lambda_max / lambda_min`` of a layer's centred Gram matrix (its condition number
 #: squared) that :class:`GramAccumulator` factors itself, constant units set aside. Above it
@@ -37,15 +37,21 @@ GRAM_MAX_CONDITION = 1e6
 #: ill-conditioned Gram path with a second pass (CholeskyQR2 with the eigendecomposition as its
 #: first factor), as accurate as the TSQR and about 1.7x faster. Directions of the Gram matrix
 #: below ``lambda_max / REFINE_MAX_CONDITION`` (collinear or duplicated units, where the Gram
-#: matrix is singular to rounding) are scaled by that floor in the same pass; where they all come
-#: out null at the rank tolerance they are dropped, as the TSQR would drop them, and otherwise
-#: (a live direction with a condition number above 1e6) the layer takes the rank-revealing TSQR.
+#: matrix is singular to rounding, or live directions beyond condition 1e6) are scaled by that
+#: floor in the same pass and resolved there: null ones are dropped, as the TSQR would drop them,
+#: and live ones kept where they stand clear of the pass' noise (:data:`FLOORED_LIVE_CLEARANCE`).
 REFINE_MAX_CONDITION = 1e12
 #: A layer with null directions stays off the TSQR only where its rank tolerance is at least this
 #: many times the refined pass' noise on them (``sqrt(k * eps * lambda_max / REFINE_MAX_CONDITION)``
 #: for ``k`` units; measured noise is 1e-3 of that or less): from about 1,100 datapoints at 16
 #: units, 4,300 at 256.
 NULL_NOISE_MARGIN = 4.0
+#: A floored direction that comes out live (a condition number above 1e6: float32 rounding of an
+#: exact dependency, as in softmax rows stored as float32, or a nearly silent unit) is kept from
+#: the refined pass where its singular value is at least this many times the pass' noise, so
+#: resolved to 1e-3 or better; nearer the noise (a condition number near ``1 / rtol``) the layer
+#: takes the TSQR.
+FLOORED_LIVE_CLEARANCE = 1e3
 
 
 def default_rtol(n_datapoints: int, n_neurons: int, dtype: Any) -> float:
@@ -398,10 +404,11 @@ def factor_chunks(chunks, *, rtol: float | None = None, who: str = "layer") -> B
     ReLUs are set aside first). Layers with a condition number above
     ``sqrt(GRAM_MAX_CONDITION)`` (1e3) take a second pass that refines the Gram path to the
     TSQR's accuracy (CholeskyQR2, GEMM speed); in the same pass, null directions (collinear or
-    duplicated units) are certified null and dropped (:func:`_refined`). The rest (a live
-    direction beyond condition 1e6, or null directions where the rank tolerance is too fine to
-    certify them: small layers) takes the rank-revealing streamed TSQR (:class:`BasisAccumulator`),
-    exactly as before the Gram path existed. Deterministic: the same chunks give the same bits.
+    duplicated units) are certified null and dropped, and live ones beyond condition 1e6 are
+    resolved (:func:`_refined`). The rest (null directions where the rank tolerance is too fine to
+    certify them: small layers; live ones too near the pass' noise) takes the rank-revealing
+    streamed TSQR (:class:`BasisAccumulator`), exactly as before the Gram path existed.
+    Deterministic: the same chunks give the same bits.
     """
     gram = GramAccumulator(rtol=rtol, who=who)
     for chunk in chunks():
@@ -427,14 +434,14 @@ def _refined(gram: GramAccumulator, chunks) -> Basis | None:
     ``s`` and ``vt`` as accurate as the TSQR's.
 
     Directions with ``lam`` below ``lam_max / REFINE_MAX_CONDITION`` (a collinear or duplicated
-    unit: the Gram matrix is singular to rounding, its eigenvectors there are noise) are scaled by
-    that floor instead, so their columns of ``q1`` have norm at most about 1 and their true
-    singular values come out of ``m`` to about ``sqrt(eps * floor)``, far below the rank
-    tolerance at :data:`NULL_NOISE_MARGIN`. The layer is accepted only where those directions
-    all come out null: every other direction is then resolved as above, and the null ones are
-    dropped as the TSQR drops them. None (the TSQR) where the tolerance is too fine for that
-    noise, a floored direction is live (a condition number above 1e6), or the first factor did
-    not make the other columns of ``q1`` near-orthonormal.
+    unit, or a live direction beyond condition 1e6: the Gram matrix no longer resolves them, its
+    eigenvectors there are noise) are scaled by that floor instead, so their columns of ``q1``
+    have norm at most about 1 and their true singular values come out of ``m`` to about
+    ``noise = sqrt(k * eps * floor)``: null ones far below the rank tolerance (at least
+    :data:`NULL_NOISE_MARGIN` times the noise), dropped as the TSQR drops them; live ones kept
+    where they stand :data:`FLOORED_LIVE_CLEARANCE` times clear of the noise. None (the TSQR)
+    where the tolerance is too fine for that noise, a kept floored direction is nearer to it, or
+    the first factor did not make the other columns of ``q1`` near-orthonormal.
     """
     spec = gram.spectrum()
     if spec is None:
@@ -445,8 +452,8 @@ def _refined(gram: GramAccumulator, chunks) -> Basis | None:
     n_null = int(to_host(xp.sum(floored)))
     k = int(spec.lam.shape[0])
     floor = lam_max / REFINE_MAX_CONDITION
-    if not lam_max > 0 or (n_null and NULL_NOISE_MARGIN * np.sqrt(
-            k * np.finfo(np.float64).eps * floor) > spec.rtol * np.sqrt(lam_max)):
+    noise = float(np.sqrt(k * np.finfo(np.float64).eps * floor))
+    if not lam_max > 0 or (n_null and NULL_NOISE_MARGIN * noise > spec.rtol * np.sqrt(lam_max)):
         return None
     root = xp.sqrt(xp.where(floored, floor, spec.lam))
     w = xp.ascontiguousarray(spec.embed((spec.v / root[None, :]).T).T)  # (n_neurons, k)
@@ -459,7 +466,9 @@ def _refined(gram: GramAccumulator, chunks) -> Basis | None:
         return None
     m = (xp.sqrt(xp.maximum(lam2, 0.0))[:, None] * v2.T) @ (root[:, None] * spec.v.T)
     _, s, vt = xp.linalg.svd(m, full_matrices=False)
-    if n_null and int(to_host(xp.sum(s > spec.rtol * s[0]))) > k - n_null:
-        return None  # a floored direction is live: beyond condition 1e6
+    if n_null:
+        kept = int(to_host(xp.sum(s > spec.rtol * s[0])))
+        if kept > k - n_null and float(to_host(s[kept - 1])) < FLOORED_LIVE_CLEARANCE * noise:
+            return None  # a floored direction is live but not clear of the noise
     _, s, vt = _truncate(None, s, spec.embed(vt), spec.rtol, gram.who)
     return Basis(q=None, s=s, vt=vt, mean=gram.mean, n_datapoints=gram.n, rtol=spec.rtol)

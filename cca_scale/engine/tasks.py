@@ -51,8 +51,9 @@ def _factor(xp, chunks, *, rtol: float | None, who: str) -> Basis:
 @dataclass(frozen=True, eq=False)
 class PreparedBasis(Basis):
     """A :class:`Basis` as :func:`prepare_task` returns it, with the ``passes`` it made over the
-    stored layer: 2 where the Gram path needed a second pass (an ill-conditioned layer, or
-    collinear or duplicated units) or the TSQR, so the run counts the bytes it really read."""
+    stored layer: one more than the Gram path's for the second pass (an ill-conditioned layer,
+    or collinear or duplicated units), one more for the TSQR where that pass could not resolve
+    the layer, so the run counts the bytes it really read."""
 
     passes: int = 1
 
