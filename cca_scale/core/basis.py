@@ -379,10 +379,15 @@ class GramSpectrum:
     n_neurons: int
     rtol: float
 
+    def beyond(self, condition: float):
+        """Mask of the directions with ``lambda_max > condition * lambda``, shape (k,)."""
+        return self.lam * condition < self.lam[-1]
+
     def within(self, condition: float) -> bool:
-        """Whether ``0 < lambda_max <= condition * lambda_min``."""
-        lam_max = float(to_host(self.lam[-1]))
-        return lam_max > 0 and float(to_host(self.lam[0])) * condition >= lam_max
+        """Whether ``0 < lambda_max <= condition * lambda_min``: no direction :meth:`beyond`."""
+        xp = array_namespace(self.lam)
+        beyond = bool(to_host(xp.any(self.beyond(condition))))
+        return float(to_host(self.lam[-1])) > 0 and not beyond
 
     def embed(self, rows):
         """``rows`` over the non-constant units (shape (r, k)) as rows over all the units, the
@@ -448,12 +453,12 @@ def _refined(gram: GramAccumulator, chunks) -> Basis | None:
         return None
     xp = array_namespace(spec.lam)
     lam_max = float(to_host(spec.lam[-1]))
-    floored = spec.lam * REFINE_MAX_CONDITION < lam_max  # as GramSpectrum.within decides
-    n_null = int(to_host(xp.sum(floored)))
+    floored = spec.beyond(REFINE_MAX_CONDITION)
+    n_floored = int(to_host(xp.sum(floored)))
     k = int(spec.lam.shape[0])
     floor = lam_max / REFINE_MAX_CONDITION
     noise = float(np.sqrt(k * np.finfo(np.float64).eps * floor))
-    if not lam_max > 0 or (n_null and NULL_NOISE_MARGIN * noise > spec.rtol * np.sqrt(lam_max)):
+    if not lam_max > 0 or (n_floored and NULL_NOISE_MARGIN * noise > spec.rtol * np.sqrt(lam_max)):
         return None
     root = xp.sqrt(xp.where(floored, floor, spec.lam))
     w = xp.ascontiguousarray(spec.embed((spec.v / root[None, :]).T).T)  # (n_neurons, k)
@@ -462,13 +467,13 @@ def _refined(gram: GramAccumulator, chunks) -> Basis | None:
         q1 = (chunk - gram.mean[None, :]) @ w
         g2 = q1.T @ q1 if g2 is None else g2 + q1.T @ q1
     lam2, v2 = xp.linalg.eigh((g2 + g2.T) / 2)
-    if not (float(to_host(lam2[n_null])) > 0.5 and float(to_host(lam2[-1])) < 2.0):
+    if not (float(to_host(lam2[n_floored])) > 0.5 and float(to_host(lam2[-1])) < 2.0):
         return None
     m = (xp.sqrt(xp.maximum(lam2, 0.0))[:, None] * v2.T) @ (root[:, None] * spec.v.T)
     _, s, vt = xp.linalg.svd(m, full_matrices=False)
-    if n_null:
+    if n_floored:
         kept = int(to_host(xp.sum(s > spec.rtol * s[0])))
-        if kept > k - n_null and float(to_host(s[kept - 1])) < FLOORED_LIVE_CLEARANCE * noise:
+        if kept > k - n_floored and float(to_host(s[kept - 1])) < FLOORED_LIVE_CLEARANCE * noise:
             return None  # a floored direction is live but not clear of the noise
     _, s, vt = _truncate(None, s, spec.embed(vt), spec.rtol, gram.who)
     return Basis(q=None, s=s, vt=vt, mean=gram.mean, n_datapoints=gram.n, rtol=spec.rtol)
