@@ -56,6 +56,14 @@ def test_gram_path_gives_the_tsqr_basis_on_well_conditioned_layers(rng):
     np.testing.assert_allclose(np.linalg.svd(q.T @ q_t, compute_uv=False), 1.0, atol=1e-12)
 
 
+def _tsqr(x, rtol=None):
+    """The TSQR's basis of ``x`` over chunks of 500 datapoints."""
+    acc = BasisAccumulator(dtype="float64", rtol=rtol)
+    for c in _chunks(x, 500)():
+        acc.update(c)
+    return acc.finalize()
+
+
 def _damaged(x, damage):
     """``x`` with null directions: collinear or duplicated units (and a dead one), softmax rows
     (summing to 1), or every unit a combination of 6 of them."""
@@ -102,10 +110,7 @@ def test_null_directions_are_certified_and_dropped_without_the_tsqr(rng, monkeyp
     finds the null ones null, so the layer gets the TSQR's basis to its own accuracy without the
     TSQR."""
     x = _damaged(_relu_layers(rng, [16], n=4000)[0], damage)
-    acc = BasisAccumulator(dtype="float64")
-    for c in _chunks(x, 500)():
-        acc.update(c)
-    want = acc.finalize()
+    want = _tsqr(x)
     seen = _counting_tsqr(monkeypatch)
     got = factor_chunks(_chunks(x, 500))
     assert not seen
@@ -129,10 +134,7 @@ def test_a_live_direction_beyond_condition_1e6_is_resolved_as_the_tsqr_resolves_
     condition number allows, as the TSQR's."""
     x = _relu_layers(rng, [16], n=4000)[0]
     x[:, 4] *= 1e-8
-    acc = BasisAccumulator(dtype="float64")
-    for c in _chunks(x, 500)():
-        acc.update(c)
-    want = acc.finalize()
+    want = _tsqr(x)
     seen = _counting_tsqr(monkeypatch)
     got = factor_chunks(_chunks(x, 500))
     assert not seen
@@ -151,10 +153,7 @@ def test_a_live_direction_near_the_pass_noise_takes_the_tsqr(rng, monkeypatch):
     ``FLOORED_LIVE_CLEARANCE`` of the refined pass' noise: the TSQR, bit for bit."""
     x = _relu_layers(rng, [16], n=4000)[0]
     x[:, 4] *= 3e-11
-    acc = BasisAccumulator(dtype="float64")
-    for c in _chunks(x, 500)():
-        acc.update(c)
-    want = acc.finalize()
+    want = _tsqr(x)
     seen = _counting_tsqr(monkeypatch)
     got = factor_chunks(_chunks(x, 500))
     assert seen and got.rank == want.rank == 16
@@ -182,10 +181,7 @@ def test_a_coarse_rank_tolerance_cuts_live_directions_off_the_refined_pass(rng, 
     """A rank tolerance of 1e-3 cuts live directions as well as the null one: still certified
     (no floored direction is live), the TSQR's basis at that tolerance, without the TSQR."""
     x = _damaged(_relu_layers(rng, [16], n=4000)[0], "scaled and duplicate")
-    acc = BasisAccumulator(dtype="float64", rtol=1e-3)
-    for c in _chunks(x, 500)():
-        acc.update(c)
-    want = acc.finalize()
+    want = _tsqr(x, rtol=1e-3)
     seen = _counting_tsqr(monkeypatch)
     got = factor_chunks(_chunks(x, 500), rtol=1e-3)
     assert not seen
