@@ -64,6 +64,15 @@ def _tsqr(x, rtol=None):
     return acc.finalize()
 
 
+def _six_units(rng, n):
+    """A centred layer of 6 units with singular values 1, 0.9, 0.8, 0.7, 0.6 and ``smallest``,
+    as a function of ``smallest`` (the same singular vectors for every value)."""
+    x = rng.normal(size=(n, 6))
+    x -= x.mean(axis=0)
+    u, _, vt = np.linalg.svd(x, full_matrices=False)
+    return lambda smallest: u @ np.diag([1.0, 0.9, 0.8, 0.7, 0.6, smallest]) @ vt
+
+
 def _damaged(x, damage):
     """``x`` with null directions: collinear or duplicated units (and a dead one), softmax rows
     (summing to 1), or every unit a combination of 6 of them."""
@@ -162,14 +171,12 @@ def test_a_live_direction_near_the_pass_noise_takes_the_tsqr(rng, monkeypatch):
 
 
 def test_floored_live_clearance_is_the_documented_one(rng, monkeypatch):
-    x = rng.normal(size=(2000, 6))
-    x -= x.mean(axis=0)
-    u, _, vt = np.linalg.svd(x, full_matrices=False)
+    layer = _six_units(rng, 2000)
     noise = np.sqrt(6 * np.finfo(np.float64).eps / REFINE_MAX_CONDITION)  # s_max = 1
     seen = _counting_tsqr(monkeypatch)
     for factor, refined in ((0.5, False), (2.0, True)):
         ratio = factor * FLOORED_LIVE_CLEARANCE * noise
-        y = u @ np.diag([1.0, 0.9, 0.8, 0.7, 0.6, ratio]) @ vt
+        y = layer(ratio)
         seen.clear()
         basis = factor_chunks(lambda: [y])
         assert bool(seen) != refined
@@ -306,12 +313,10 @@ def test_a_layer_of_constant_units_is_still_refused_by_name(rng):
 
 
 def test_gram_threshold_is_the_documented_condition(rng):
-    x = rng.normal(size=(400, 6))
-    x -= x.mean(axis=0)
-    u, _, vt = np.linalg.svd(x, full_matrices=False)
+    layer = _six_units(rng, 400)
     for ratio, fast in ((0.5 / np.sqrt(GRAM_MAX_CONDITION), False),
                         (2.0 / np.sqrt(GRAM_MAX_CONDITION), True)):
-        y = u @ np.diag([1.0, 0.9, 0.8, 0.7, 0.6, ratio]) @ vt
+        y = layer(ratio)
         gram = GramAccumulator()
         gram.update(y)
         assert (gram.finalize() is not None) == fast
@@ -320,13 +325,11 @@ def test_gram_threshold_is_the_documented_condition(rng):
 def test_refinement_threshold_is_the_documented_condition(rng, monkeypatch):
     # 400 datapoints: too few to resolve floored directions (NULL_NOISE_MARGIN), so beyond the
     # bound the TSQR
-    x = rng.normal(size=(400, 6))
-    x -= x.mean(axis=0)
-    u, _, vt = np.linalg.svd(x, full_matrices=False)
+    layer = _six_units(rng, 400)
     seen = _counting_tsqr(monkeypatch)
     for ratio, refined in ((0.5 / np.sqrt(REFINE_MAX_CONDITION), False),
                            (2.0 / np.sqrt(REFINE_MAX_CONDITION), True)):
-        y = u @ np.diag([1.0, 0.9, 0.8, 0.7, 0.6, ratio]) @ vt
+        y = layer(ratio)
         seen.clear()
         basis = factor_chunks(lambda: [y])
         assert bool(seen) != refined
