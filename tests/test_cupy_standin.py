@@ -166,12 +166,12 @@ def test_public_one_pair_functions_take_device_arrays(cp, pair, variant):
 
 
 @pytest.mark.parametrize("route", ["gram", "dead units", "refined", "certified null",
-                                   "floored live", "tsqr"])
+                                   "floored live", "tsqr", "float32 rounding"])
 def test_factoring_on_device_equals_numpy_on_every_route(cp, rng, route):
     """:func:`factor_chunks` on device chunks, through each of its routes: the Gram path (with
     constant units set aside), the refined second pass (ill-conditioned, null directions
     certified, a live direction beyond condition 1e6 resolved), and the TSQR (a live direction
-    near the pass' noise)."""
+    near the pass' noise), and directions within rounding to a float32 store dropped."""
     x = np.maximum(rng.normal(size=(3000, 3)) @ rng.normal(size=(3, 12))
                    + 0.6 * rng.normal(size=(3000, 12)), 0.0)
     if route == "dead units":
@@ -184,11 +184,18 @@ def test_factoring_on_device_equals_numpy_on_every_route(cp, rng, route):
         x[:, 4] *= 1e-8
     elif route == "tsqr":
         x[:, 4] *= 3e-11
-    want = factor_chunks(lambda: (x[s:s + 500] for s in range(0, 3000, 500)))
-    got = factor_chunks(lambda: (cp.asarray(x[s:s + 500]) for s in range(0, 3000, 500)))
+    stored = np.float64
+    if route == "float32 rounding":  # a unit stored as the sum of two others, in float32
+        x[:, 5] = x[:, 0] + x[:, 1]
+        stored = np.float32
+        x = x.astype(stored).astype(np.float64)
+    want = factor_chunks(lambda: (x[s:s + 500] for s in range(0, 3000, 500)), stored_dtype=stored)
+    got = factor_chunks(lambda: (cp.asarray(x[s:s + 500]) for s in range(0, 3000, 500)),
+                        stored_dtype=stored)
     assert isinstance(got.vt, cp.ndarray)
     got = got.to(np)
     assert got.rank == want.rank
+    assert got.n_rounding == want.n_rounding == (route == "float32 rounding")
     for name in ("s", "vt", "mean"):
         np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=0, atol=TOL)
 

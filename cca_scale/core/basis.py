@@ -25,7 +25,7 @@ from cca_scale.errors import ActivationError
 
 __all__ = ["Basis", "BasisAccumulator", "FLOORED_LIVE_CLEARANCE", "GramAccumulator", "GramSpectrum",
            "GRAM_MAX_CONDITION", "NULL_NOISE_MARGIN", "REFINE_MAX_CONDITION", "default_rtol",
-           "factor_chunks", "prepare"]
+           "factor_chunks", "prepare", "stored_noise", "stored_roundoff"]
 
 #: The largest ``lambda_max / lambda_min`` of a layer's centred Gram matrix (its condition number
 #: squared) that :class:`GramAccumulator` factors itself, constant units set aside. Above it
@@ -63,6 +63,41 @@ def default_rtol(n_datapoints: int, n_neurons: int, dtype: Any) -> float:
     return float(max(n_datapoints, n_neurons) * np.finfo(np.dtype(dtype)).eps)
 
 
+def stored_roundoff(dtype: Any) -> float:
+    """Unit roundoff of the precision activations were stored in: ``eps / 2`` of a float dtype
+    (float32 6.0e-8, float64 1.1e-16), 0 for integers (exact)."""
+    dt = np.dtype(dtype)
+    return float(np.finfo(dt).eps) / 2 if dt.kind == "f" else 0.0
+
+
+def stored_noise(vt, column_norms2, roundoff: float):
+    """Per direction, the largest singular value that rounding the activations to their stored
+    precision can give a direction that is null in the exact values, shape (rank,).
+
+    Rounding changes each stored value by at most ``roundoff`` times itself, so neuron ``j``
+    (column ``x_j`` as stored, uncentred) by at most ``roundoff * ||x_j||``; a direction ``v``
+    that is null in the exact values comes out with singular value at most ``||E v|| <= roundoff
+    * sum_j |v_j| ||x_j||``. ``vt`` (rank, n_neurons): the directions; ``column_norms2`` (n_neurons,):
+    ``||x_j||^2``, the centred squared norm plus ``n_datapoints * mean_j^2``. A direction made of
+    neurons stored to full precision relative to itself (a unit firing once, far below the others)
+    is not noise however small; a direction in which exactly dependent neurons (softmax rows summing
+    to 1, one unit the sum of others) differ only by their rounding is.
+    """
+    xp = array_namespace(vt)
+    return roundoff * (xp.abs(vt) @ xp.sqrt(column_norms2))
+
+
+def stored_dtype_of(x) -> np.dtype:
+    """The dtype ``x`` holds its activations in (what :func:`check_activations` converts from)."""
+    try:
+        return np.dtype(x.dtype)
+    except (AttributeError, TypeError):
+        try:
+            return np.asarray(x).dtype
+        except (TypeError, ValueError):
+            return np.dtype(np.float64)  # check_activations says what is wrong with it
+
+
 @dataclass(frozen=True, eq=False)
 class Basis:
     """One layer, factored once: ``X - mean = Q @ diag(s) @ vt`` with null directions dropped.
@@ -82,6 +117,9 @@ class Basis:
     n_datapoints : int
     rtol : float
         The relative rank tolerance that was applied.
+    n_rounding : int
+        Directions above ``rtol`` dropped because rounding to the activations' stored precision
+        could make them out of null ones (:func:`stored_noise`).
     """
 
     q: Any
@@ -90,6 +128,7 @@ class Basis:
     mean: Any
     n_datapoints: int
     rtol: float
+    n_rounding: int = 0
 
     @property
     def rank(self) -> int:
@@ -128,7 +167,8 @@ class Basis:
         if k >= self.rank:
             return self
         return Basis(q=None if self.q is None else self.q[:, :k], s=self.s[:k], vt=self.vt[:k],
-                     mean=self.mean, n_datapoints=self.n_datapoints, rtol=self.rtol)
+                     mean=self.mean, n_datapoints=self.n_datapoints, rtol=self.rtol,
+                     n_rounding=self.n_rounding)
 
     def project(self, x):
         """Orthonormal coordinates of datapoints: ``(x - mean) @ whitener``, shape (n, rank)."""
@@ -141,18 +181,36 @@ class Basis:
         return Basis(
             q=None if self.q is None else move(self.q), s=move(self.s), vt=move(self.vt),
             mean=move(self.mean), n_datapoints=self.n_datapoints, rtol=self.rtol,
+            n_rounding=self.n_rounding,
         )
 
 
 
-def _truncate(u, s, vt, rtol: float, who: str):
-    """Keep the singular triplets above ``rtol * s_max``; a layer with none is constant."""
+def _truncate(u, s, vt, rtol: float, who: str, noise=None):
+    """Keep the singular triplets above ``rtol * s_max`` and, where given, above their
+    :func:`stored_noise` ``noise`` (shape (len(s),)); a layer with none is constant. Returns
+    ``u, s, vt`` cut, and how many directions ``noise`` dropped."""
     xp = array_namespace(s)
     s_max = float(s[0]) if s.shape[0] else 0.0
     rank = int(xp.sum(s > rtol * s_max)) if s_max > 0 else 0
     if rank == 0:
         raise constant_layer_error(who)
-    return (None if u is None else u[:, :rank]), s[:rank], vt[:rank, :]
+    if noise is not None:
+        keep = s[:rank] > noise[:rank]
+        n_kept = int(to_host(xp.sum(keep)))
+        if n_kept == 0:
+            raise constant_layer_error(who)
+        if n_kept < rank:
+            index = xp.nonzero(keep)[0]
+            return ((None if u is None else xp.take(u, index, axis=1)), xp.take(s, index),
+                    xp.take(vt, index, axis=0), rank - n_kept)
+    return (None if u is None else u[:, :rank]), s[:rank], vt[:rank, :], 0
+
+
+def _column_norms2(s, vt, mean, n: int):
+    """``||x_j||^2`` of each neuron as stored (uncentred) from the centred layer's full SVD
+    ``s``, ``vt`` (every direction, before any cut) and its ``mean``: shape (n_neurons,)."""
+    return (s * s) @ (vt * vt) + n * (mean * mean)
 
 
 def prepare(
@@ -164,6 +222,7 @@ def prepare(
     name: str = "x",
     network: str | None = None,
     layer: str | None = None,
+    stored_dtype: Any = None,
 ) -> Basis:
     """Validate and factor one layer's activations, once per network.
 
@@ -172,15 +231,23 @@ def prepare(
     x : array of shape (n_datapoints, n_neurons)
         NumPy or CuPy; the basis lives in the same array module.
     rtol : float, optional
-        Relative rank tolerance; default :func:`default_rtol`. Directions of the centred
-        activations with singular value below ``rtol * s_max`` are null and dropped, so dead
-        (constant) units and exactly collinear neurons do not count.
+        Relative rank tolerance. Directions of the centred activations with singular value
+        below ``rtol * s_max`` are null and dropped, so dead (constant) units and exactly
+        collinear neurons do not count. By default :func:`default_rtol` of the working
+        precision, and directions no larger than rounding ``x`` to its own dtype could make a
+        null direction (:func:`stored_noise`: float32 softmax rows, whose sum-to-1 direction
+        float32 rounding leaves at about 1e-8 of the largest) are dropped as well, so float32
+        activations give the rank, and to about 1e-6 the distances, of the same activations in
+        float64. A given ``rtol`` is the whole cut.
     dtype : {None, 'float32', 'float64'}
-        Working precision, float64 by default.
+        Working precision, float64 by default (whatever ``x`` is stored in).
     allow_underdetermined : bool
         Accept ``n_datapoints <= n_neurons`` (degenerate CCA; see :func:`check_activations`).
     name, network, layer : str
         Used in error messages only.
+    stored_dtype : numpy dtype, optional
+        The precision the activations were stored in, where ``x`` was already converted from it
+        (default: ``x``'s own dtype).
 
     Returns
     -------
@@ -192,6 +259,8 @@ def prepare(
     A thin SVD of the centred activations is rank-revealing, unlike an unpivoted QR, which keeps the
     wrong span when a dead unit is not the last column.
     """
+    stored = stored_dtype_of(x) if stored_dtype is None else np.dtype(stored_dtype)
+    roundoff = stored_roundoff(stored) if rtol is None else 0.0
     x = check_activations(x, name=name, network=network, layer=layer, dtype=dtype,
                           allow_underdetermined=allow_underdetermined)
     xp = array_namespace(x)
@@ -199,8 +268,10 @@ def prepare(
     rtol = default_rtol(n, d, x.dtype) if rtol is None else float(rtol)
     mean = xp.mean(x, axis=0)
     u, s, vt = xp.linalg.svd(x - mean[None, :], full_matrices=False)
-    u, s, vt = _truncate(u, s, vt, rtol, describe(name, network=network, layer=layer))
-    return Basis(q=u, s=s, vt=vt, mean=mean, n_datapoints=int(n), rtol=rtol)
+    noise = stored_noise(vt, _column_norms2(s, vt, mean, n), roundoff) if roundoff else None
+    u, s, vt, dropped = _truncate(u, s, vt, rtol, describe(name, network=network, layer=layer),
+                                  noise)
+    return Basis(q=u, s=s, vt=vt, mean=mean, n_datapoints=int(n), rtol=rtol, n_rounding=dropped)
 
 
 class _CentredChunks:
@@ -209,12 +280,22 @@ class _CentredChunks:
     ``_merged(summary_a, summary_b, weight, delta)`` with ``weight = n_a n_b / (n_a + n_b)`` and
     ``delta = mean_b - mean_a``. Subclasses say what the summary is."""
 
-    def __init__(self, *, rtol: float | None = None, who: str = "layer"):
+    def __init__(self, *, rtol: float | None = None, who: str = "layer",
+                 stored_dtype: Any = None):
         self.rtol = rtol
         self.who = who
+        self.stored_dtype = None if stored_dtype is None else np.dtype(stored_dtype)
         self.n = 0
         self.mean = None
         self.state = None
+
+    @property
+    def roundoff(self) -> float:
+        """:func:`stored_roundoff` of the activations' stored precision (``stored_dtype``, else
+        the first chunk's dtype), where the default tolerance applies; 0 under a given ``rtol``."""
+        if self.rtol is not None or self.stored_dtype is None:
+            return 0.0
+        return stored_roundoff(self.stored_dtype)
 
     def _cast(self, chunk):
         return chunk
@@ -228,6 +309,8 @@ class _CentredChunks:
     def update(self, chunk) -> None:
         """Add a chunk of shape (n_chunk, n_neurons); chunks must arrive with the same neurons."""
         xp = array_namespace(chunk)
+        if self.stored_dtype is None:
+            self.stored_dtype = np.dtype(chunk.dtype)
         chunk = self._cast(chunk)
         b = int(chunk.shape[0])
         if b == 0:
@@ -265,8 +348,9 @@ class BasisAccumulator(_CentredChunks):
     >>> basis = acc.finalize()        # doctest: +SKIP
     """
 
-    def __init__(self, *, dtype: Any = None, rtol: float | None = None, who: str = "layer"):
-        super().__init__(rtol=rtol, who=who)
+    def __init__(self, *, dtype: Any = None, rtol: float | None = None, who: str = "layer",
+                 stored_dtype: Any = None):
+        super().__init__(rtol=rtol, who=who, stored_dtype=stored_dtype)
         self.dtype = resolve_dtype(dtype)
 
     @property
@@ -291,8 +375,12 @@ class BasisAccumulator(_CentredChunks):
         d = int(self.r.shape[1])
         rtol = default_rtol(self.n, d, self.dtype) if self.rtol is None else float(self.rtol)
         _, s, vt = xp.linalg.svd(self.r, full_matrices=False)
-        _, s, vt = _truncate(None, s, vt, rtol, self.who)
-        return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=rtol)
+        roundoff = self.roundoff
+        noise = (stored_noise(vt, _column_norms2(s, vt, self.mean, self.n), roundoff)
+                 if roundoff else None)
+        _, s, vt, dropped = _truncate(None, s, vt, rtol, self.who, noise)
+        return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=rtol,
+                     n_rounding=dropped)
 
 
 class GramAccumulator(_CentredChunks):
@@ -363,8 +451,19 @@ class GramAccumulator(_CentredChunks):
         # A new C-contiguous array, as the SVD's: a strided view would become contiguous when
         # the basis is sent to another worker, and BLAS sums in another order on other layouts.
         vt = spec.embed(xp.take(spec.v.T, descending, axis=0))
-        _, s, vt = _truncate(None, s, vt, spec.rtol, self.who)
-        return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=spec.rtol)
+        _, s, vt, dropped = _truncate(None, s, vt, spec.rtol, self.who, self.noise(vt))
+        return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=spec.rtol,
+                     n_rounding=dropped)
+
+    def noise(self, vt):
+        """:func:`stored_noise` of directions ``vt`` (shape (r, n_neurons)), or None where it
+        does not apply (a given ``rtol``, or exact input)."""
+        roundoff = self.roundoff
+        if not roundoff:
+            return None
+        m2 = self.m2
+        xp = array_namespace(m2)
+        return stored_noise(vt, xp.diagonal(m2) + self.n * (self.mean * self.mean), roundoff)
 
 
 @dataclass(frozen=True, eq=False)
@@ -400,11 +499,14 @@ class GramSpectrum:
         return full
 
 
-def factor_chunks(chunks, *, rtol: float | None = None, who: str = "layer") -> Basis:
+def factor_chunks(chunks, *, rtol: float | None = None, who: str = "layer",
+                  stored_dtype: Any = None) -> Basis:
     """One layer's :class:`Basis` (float64, ``q=None``) from its datapoint chunks.
 
     ``chunks()`` returns a fresh iterable of float64 arrays of shape (n_chunk, n_neurons), in the
-    array module the basis should live in. Well-conditioned layers are factored from their centred
+    array module the basis should live in; ``stored_dtype`` is the precision the activations were
+    stored in (default: the chunks' own), whose rounding the default tolerance discounts as
+    :func:`prepare` does. Well-conditioned layers are factored from their centred
     Gram matrix (:class:`GramAccumulator`, one pass, GEMM speed; constant units such as dead
     ReLUs are set aside first). Layers with a condition number above
     ``sqrt(GRAM_MAX_CONDITION)`` (1e3) take a second pass that refines the Gram path to the
@@ -415,7 +517,7 @@ def factor_chunks(chunks, *, rtol: float | None = None, who: str = "layer") -> B
     streamed TSQR (:class:`BasisAccumulator`), exactly as before the Gram path existed.
     Deterministic: the same chunks give the same bits.
     """
-    gram = GramAccumulator(rtol=rtol, who=who)
+    gram = GramAccumulator(rtol=rtol, who=who, stored_dtype=stored_dtype)
     for chunk in chunks():
         gram.update(chunk)
     basis = gram.finalize()
@@ -423,7 +525,8 @@ def factor_chunks(chunks, *, rtol: float | None = None, who: str = "layer") -> B
         basis = _refined(gram, chunks)
     if basis is not None:
         return basis
-    acc = BasisAccumulator(dtype="float64", rtol=rtol, who=who)
+    acc = BasisAccumulator(dtype="float64", rtol=rtol, who=who,
+                           stored_dtype=gram.stored_dtype)
     for chunk in chunks():
         acc.update(chunk)
     return acc.finalize()
@@ -471,9 +574,16 @@ def _refined(gram: GramAccumulator, chunks) -> Basis | None:
         return None
     m = (xp.sqrt(xp.maximum(lam2, 0.0))[:, None] * v2.T) @ (root[:, None] * spec.v.T)
     _, s, vt = xp.linalg.svd(m, full_matrices=False)
+    vt = spec.embed(vt)
+    rounding = gram.noise(vt)
     if n_floored:
-        kept = int(to_host(xp.sum(s > spec.rtol * s[0])))
-        if kept > k - n_floored and float(to_host(s[kept - 1])) < FLOORED_LIVE_CLEARANCE * noise:
+        kept = s > spec.rtol * s[0]
+        if rounding is not None:
+            kept &= s > rounding
+        n_kept = int(to_host(xp.sum(kept)))
+        smallest = float(to_host(xp.min(xp.where(kept, s, xp.inf)))) if n_kept else 0.0
+        if n_kept > k - n_floored and smallest < FLOORED_LIVE_CLEARANCE * noise:
             return None  # a floored direction is live but not clear of the noise
-    _, s, vt = _truncate(None, s, spec.embed(vt), spec.rtol, gram.who)
-    return Basis(q=None, s=s, vt=vt, mean=gram.mean, n_datapoints=gram.n, rtol=spec.rtol)
+    _, s, vt, dropped = _truncate(None, s, vt, spec.rtol, gram.who, rounding)
+    return Basis(q=None, s=s, vt=vt, mean=gram.mean, n_datapoints=gram.n, rtol=spec.rtol,
+                 n_rounding=dropped)

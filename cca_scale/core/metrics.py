@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cca_scale.core.backend import array_namespace, to_host
-from cca_scale.core.basis import Basis, prepare
+from cca_scale.core.basis import Basis, prepare, stored_dtype_of
 from cca_scale.core.kernels import (
     DEFAULT_EPSILON,
     SvccaSide,
@@ -86,10 +86,12 @@ def _prepare_pair(x, y, *, rtol, dtype, allow_underdetermined,
     """Check and factor both layers. ``n_datapoints <= n_neurons`` is refused (unless opted in)
     only for the CCA family (``MetricInfo.cca_family`` in :mod:`cca_scale.core.registry`): CKA,
     cosine and Euclidean distance are well defined there."""
+    stored = stored_dtype_of(x), stored_dtype_of(y)
     x, y = check_pair(x, y, dtype=dtype, allow_underdetermined=allow_underdetermined,
                       ensure_overdetermined=get_metric(metric).cca_family)
     kw = dict(rtol=rtol, dtype=dtype, allow_underdetermined=True)
-    return prepare(x, name="x", **kw), prepare(y, name="y", **kw)
+    return (prepare(x, name="x", stored_dtype=stored[0], **kw),
+            prepare(y, name="y", stored_dtype=stored[1], **kw))
 
 
 def _warn_ill_posed(rank_x: int, rank_y: int, n_datapoints: int, *, stacklevel: int) -> None:
@@ -211,15 +213,21 @@ def _original_pwcca_distance(x, y, *, epsilon: float, allow_underdetermined: boo
     is bit-identical to the original's), and the stable computation from the layers' bases, which
     the engine uses and which stands in where the original is undefined.
     """
+    stored = stored_dtype_of(x), stored_dtype_of(y)
     x, y = check_pair(x, y, dtype="float64", allow_underdetermined=allow_underdetermined)
     x, y = to_host(x), to_host(y)
     for arr, name in ((x, "x"), (y, "y")):
         check_not_constant(arr, name=name)
     kw = dict(allow_underdetermined=True)
-    a, b = prepare(x, name="x", **kw), prepare(y, name="y", **kw)
+    a, b = (prepare(x, name="x", stored_dtype=stored[0], **kw),
+            prepare(y, name="y", stored_dtype=stored[1], **kw))
     _warn_ill_posed(a.rank, b.rank, a.n_datapoints, stacklevel=4)
     stable = stable_pwcca_similarity(SvccaSide.of(a, epsilon), SvccaSide.of(b, epsilon),
                                      a.q.T @ b.q)[0]
+    if a.n_rounding or b.n_rounding:
+        # Directions that rounding to the stored precision could make out of null ones were
+        # dropped (as the engine drops them); the original, blind to storage, would whiten them.
+        return 1.0 - stable
     original = original_pwcca_similarity(x, y, epsilon)
     if original is None:
         return 1.0 - stable

@@ -42,10 +42,11 @@ def reader_nbytes(reader) -> int:
     return int(np.prod(reader.shape)) * reader.dtype.itemsize
 
 
-def _factor(xp, chunks, *, rtol: float | None, who: str) -> Basis:
-    """:func:`factor_chunks` over host chunks moved to ``xp`` in float64; a NumPy basis."""
+def _factor(xp, chunks, *, rtol: float | None, who: str, stored_dtype) -> Basis:
+    """:func:`factor_chunks` over host chunks moved to ``xp`` in float64, of activations stored
+    in ``stored_dtype`` (whose rounding the default tolerance discounts); a NumPy basis."""
     return factor_chunks(lambda: (xp.asarray(c, dtype=xp.float64) for c in chunks()),
-                         rtol=rtol, who=who).to(np)
+                         rtol=rtol, who=who, stored_dtype=stored_dtype).to(np)
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,7 +74,7 @@ def prepare_task(reader, *, dtype: str = "float64", backend: str = "numpy",
         passes[0] += 1
         return reader.iter_chunks()
 
-    basis = _factor(array_module(backend), chunks, rtol=rtol, who=who)
+    basis = _factor(array_module(backend), chunks, rtol=rtol, who=who, stored_dtype=reader.dtype)
     return PreparedBasis(q=None, s=basis.s, vt=basis.vt, mean=basis.mean,
                          n_datapoints=basis.n_datapoints, rtol=basis.rtol, passes=passes[0])
 
@@ -118,7 +119,7 @@ def coords_task(readers, *, dtype: str, backend: str, rtol: float | None = None,
             raw[start:start + chunk.shape[0]] = xp.asarray(chunk)
         who = describe("x", network=reader.network, layer=reader.layer)
         basis = _factor(xp, lambda: (raw[s:s + rows] for s in range(0, n, rows)), rtol=rtol,
-                        who=who)
+                        who=who, stored_dtype=reader.dtype)
         mean, whitener_t = _orthonormal_map(xp, basis.to(xp))
         raw -= mean.T  # centred once, in place: the same numbers _project makes block by block
         lo, hi = offsets[-1], offsets[-1] + basis.rank

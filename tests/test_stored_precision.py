@@ -1,0 +1,131 @@
+"""Activations stored in float32 give the rank and distances of the same activations in float64:
+directions no larger than rounding to the stored precision could make out of null ones are
+dropped by the default tolerance (``stored_noise``), in every factoring route, the one-pair
+functions and the engine alike. Properties only."""
+
+import numpy as np
+import pytest
+
+import cca_scale
+from cca_scale import ActivationStore, StoreConflictError
+from cca_scale.core.basis import (
+    BasisAccumulator,
+    factor_chunks,
+    prepare,
+    stored_noise,
+    stored_roundoff,
+)
+
+U32 = np.finfo(np.float32).eps / 2
+
+
+@pytest.fixture(scope="module")
+def softmax_layers():
+    """Four float64 softmax layers over 10 classes (rank 9: rows sum to 1) of one input set."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    z = rng.standard_normal((n, 6))
+    out = []
+    for k in range(4):
+        a = z @ rng.standard_normal((6, 10)) + 0.5 * rng.standard_normal((n, 10))
+        e = np.exp(a - a.max(axis=1, keepdims=True))
+        out.append(e / e.sum(axis=1, keepdims=True))
+    return out
+
+
+def test_stored_roundoff_is_half_the_machine_epsilon():
+    assert stored_roundoff(np.float32) == U32
+    assert stored_roundoff("float64") == np.finfo(np.float64).eps / 2
+    assert stored_roundoff(np.float16) == np.finfo(np.float16).eps / 2
+    assert stored_roundoff(np.int64) == 0.0  # integers are exact
+
+
+def test_float32_softmax_rows_have_the_float64_rank_and_distances(softmax_layers):
+    x64, y64 = softmax_layers[:2]
+    x32, y32 = x64.astype(np.float32), y64.astype(np.float32)
+    # float32 rounding leaves the sum-to-1 direction live at about 1e-8 of the largest, far above
+    # float64's default tolerance: only the stored precision says it is null
+    s = np.linalg.svd(x32.astype(np.float64) - x32.mean(axis=0, dtype=np.float64),
+                      compute_uv=False)
+    assert 1e-10 < s[-1] / s[0] < 1e-7
+    assert prepare(x64).rank == prepare(x32).rank == 9
+    assert prepare(x32).n_rounding == 1 and prepare(x64).n_rounding == 0
+    for fn in (cca_scale.pwcca_distance, cca_scale.mean_cca_distance):
+        assert abs(fn(x32, y32) - fn(x64, y64)) < 1e-6, fn.__name__
+    # keeping the rounding direction moves these distances by far more than that
+    kept = cca_scale.mean_cca_distance(x32.astype(np.float64), y32.astype(np.float64))
+    assert abs(kept - cca_scale.mean_cca_distance(x64, y64)) > 1e-3
+
+
+def _near_null_pair(rng, ratio, n=4000):
+    """Float64 layer of 6 units whose unit 5 is unit 0 plus ``delta * z``: one direction of
+    singular value ``ratio`` times what rounding the layer to float32 could make of a null one
+    (``U32 * (||x_0|| + ||x_5||) / sqrt(2)``, its direction being ``(e_0 - e_5) / sqrt(2)``)."""
+    x = rng.standard_normal((n, 6)) @ rng.standard_normal((6, 6)) + rng.uniform(1, 3, size=6)
+    x[:, 5] = x[:, 0]
+    z = rng.standard_normal(n)
+    z -= z.mean()
+    bound = U32 * 2 * np.linalg.norm(x[:, 0]) / np.sqrt(2)
+    x[:, 5] = x[:, 0] + ratio * bound / (np.linalg.norm(z) / np.sqrt(2)) * z
+    return x
+
+
+@pytest.mark.parametrize("ratio,kept", [(0.5, False), (2.0, True)])
+def test_the_rounding_floor_is_the_documented_bound_in_every_route(ratio, kept):
+    x = _near_null_pair(np.random.default_rng(3), ratio)
+    chunks = lambda: (x[s:s + 700] for s in range(0, len(x), 700))  # noqa: E731
+    acc = BasisAccumulator(stored_dtype=np.float32)
+    for c in chunks():
+        acc.update(c)
+    bases = {"svd": prepare(x, stored_dtype=np.float32),
+             "streamed": factor_chunks(chunks, stored_dtype=np.float32), "tsqr": acc.finalize()}
+    for route, basis in bases.items():
+        assert basis.rank == (6 if kept else 5), route
+        assert basis.n_rounding == (0 if kept else 1), route
+    # float64 storage, or a tolerance given by the caller, keeps the direction in every route
+    assert prepare(x).rank == 6 and factor_chunks(chunks).rank == 6
+    assert prepare(x, stored_dtype=np.float32, rtol=1e-12).rank == 6
+
+
+def test_the_noise_of_a_direction_is_that_of_the_neurons_it_is_made_of():
+    vt = np.array([[1.0, 0.0, 0.0], [0.0, 0.6, -0.8]])
+    norms2 = np.array([4.0, 9.0, 16.0])
+    np.testing.assert_allclose(stored_noise(vt, norms2, 0.5), [0.5 * 2.0, 0.5 * (1.8 + 3.2)])
+
+
+def test_a_unit_firing_once_far_below_the_others_is_not_rounding():
+    """Its direction is ~1e-8 of the largest, below a floor taken over the whole layer
+    (``U32 * ||X||_F``), but rounding it to float32 changes it by ``U32`` times itself only."""
+    rng = np.random.default_rng(5)
+    x = np.maximum(rng.standard_normal((2000, 8)) @ rng.standard_normal((8, 8)), 0)
+    x[:, 7] = 0.0
+    x[17, 7] = 3e-7
+    x32 = x.astype(np.float32)
+    whole = U32 * np.linalg.norm(x32.astype(np.float64))
+    s = np.linalg.svd(x32 - x32.mean(axis=0), compute_uv=False)
+    assert s[-1] < whole  # a floor over the whole layer would drop it
+    assert prepare(x32).rank == 8 and prepare(x32).n_rounding == 0
+
+
+def test_engine_equals_one_pair_on_float32_softmax_layers(client, softmax_layers, tmp_path):
+    layers = [x.astype(np.float32) for x in softmax_layers]
+    store = ActivationStore.create(tmp_path / "acts.zarr", n_datapoints=len(layers[0]))
+    for k, x in enumerate(layers):
+        store.add(f"n{k}", "softmax", x, chunk_rows=700)
+    d = cca_scale.compare(tmp_path / "acts.zarr", layer="softmax", out=tmp_path / "o.zarr",
+                          client=client, metric=["pwcca", "mean_cca"])
+    for metric, fn in (("pwcca", cca_scale.pwcca_distance),
+                       ("mean_cca", cca_scale.mean_cca_distance)):
+        got = d[metric]
+        assert np.all(got.diagnostics["rank_row"][~np.eye(4, dtype=bool)] == 9)
+        for i in range(4):
+            for j in range(4):
+                if i != j:
+                    assert abs(got.values[i, j] - fn(layers[i], layers[j])) < 1e-9
+                    assert abs(got.values[i, j] - fn(softmax_layers[i],
+                                                     softmax_layers[j])) < 1e-6
+    svcca = cca_scale.compare(tmp_path / "acts.zarr", layer="softmax", out=tmp_path / "v.zarr",
+                              client=client, variant="svcca")
+    one = cca_scale.pwcca_distance(layers[0], layers[1], variant="svcca")
+    assert abs(svcca.values[0, 1] - one) < 1e-9
+
