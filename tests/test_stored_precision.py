@@ -3,6 +3,8 @@ directions no larger than rounding to the stored precision could make out of nul
 dropped by the default tolerance (``stored_noise``), in every factoring route, the one-pair
 functions and the engine alike. Properties only."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -129,3 +131,30 @@ def test_engine_equals_one_pair_on_float32_softmax_layers(client, softmax_layers
     one = cca_scale.pwcca_distance(layers[0], layers[1], variant="svcca")
     assert abs(svcca.values[0, 1] - one) < 1e-9
 
+
+def _drop_rank_floor(out):
+    doc = json.loads((out / "zarr.json").read_text())
+    params = doc["attributes"]["cca_scale"]["params"]
+    assert params.pop("rank_floor") == "stored precision"
+    (out / "zarr.json").write_text(json.dumps(doc))
+
+
+def test_an_output_from_before_the_floor_is_not_resumed_on_float32_inputs(client, softmax_layers,
+                                                                          tmp_path):
+    for dtype in (np.float32, np.float64):
+        acts = tmp_path / f"{np.dtype(dtype).name}.zarr"
+        store = ActivationStore.create(acts, n_datapoints=len(softmax_layers[0]))
+        for k, x in enumerate(softmax_layers[:3]):
+            store.add(f"n{k}", "softmax", x.astype(dtype))
+        out = tmp_path / f"o{np.dtype(dtype).name}.zarr"
+        cca_scale.compare(acts, layer="softmax", out=out, client=client)
+        params = cca_scale.load_distances(out).metadata
+        if dtype == np.float64:  # nothing to record: older outputs resume as before
+            assert "rank_floor" not in json.dumps(params)
+            cca_scale.compare(acts, layer="softmax", out=out, client=client)
+            continue
+        _drop_rank_floor(out)
+        with pytest.raises(StoreConflictError, match="older cca_scale.*--overwrite"):
+            cca_scale.compare(acts, layer="softmax", out=out, client=client)
+        d = cca_scale.compare(acts, layer="softmax", out=out, client=client, overwrite=True)
+        assert d.complete

@@ -153,8 +153,8 @@ def submit(
                  "versions": _versions(backend), "backend": backend,
                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         output, resume, tile_in_force = ComparisonOutput.open_for_run(
-            out, params=req.output_params(res.n_datapoints), rows=row_records,
-            cols=col_records, square=res.square, tile=None if req.tile is None else tile_in_force,
+            out, params=req.output_params(res.n_datapoints, [r.dtype for r in res.readers]),
+            rows=row_records, cols=col_records, square=res.square, tile=None if req.tile is None else tile_in_force,
             default_tile=tile_in_force, overwrite=req.overwrite, extra_meta=extra,
             inputs=(store.path,), metrics={m: req.metric_params(m) for m in req.metrics},
             add_metrics=req.many_metrics)

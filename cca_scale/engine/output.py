@@ -267,6 +267,14 @@ class ComparisonOutput:
                 (old_metrics[m], json_safe(p)) for m, p in metrics.items() if m in old_metrics]
         for old, new in old_sets:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if diff == ["rank_floor"] and old.get("rank_floor") is None:
+                raise StoreConflictError(
+                    f"{self.path!r} was computed by an older cca_scale, which kept directions "
+                    "of float32 activations that rounding to float32 could make out of null ones "
+                    "(the sum-to-1 direction of softmax rows, a unit stored as the sum of others); "
+                    "they are dropped now, so its values and the new ones would not match. Pass "
+                    "--overwrite to recompute it, or write to another --out."
+                )
             if diff:
                 shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
                 raise StoreConflictError(

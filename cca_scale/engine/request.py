@@ -9,6 +9,8 @@ import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from cca_scale.core.registry import DEFAULT_EPSILON, check_epsilon, check_metric, get_metric
 from cca_scale.core.validation import resolve_dtype
 from cca_scale.errors import CcaScaleError
@@ -18,6 +20,9 @@ __all__ = ["DEFAULT_CHUNK_ROWS", "ComparisonRequest", "check_count", "check_laye
 
 #: Datapoints per streamed block in a tile task (the GEMM's inner dimension per step).
 DEFAULT_CHUNK_ROWS = 4096
+#: What an output records as ``rank_floor`` where the default tolerance drops directions within
+#: rounding to a stored precision coarser than float64 (outputs from before that rule lack it).
+RANK_FLOOR = "stored precision"
 _STEP_WORDS = ("last", "final", "all")
 
 
@@ -241,13 +246,22 @@ class ComparisonRequest:
                                                epsilon=self.epsilon)
         return {"metric": metric, **used}
 
-    def output_params(self, n_datapoints: int) -> dict:
+    def output_params(self, n_datapoints: int, stored_dtypes=()) -> dict:
         """The parameters an output records, shared by its metrics; a rerun must match them to
-        resume. Each metric's own (:meth:`metric_params`) are recorded with its arrays."""
-        return {
+        resume. Each metric's own (:meth:`metric_params`) are recorded with its arrays.
+
+        ``stored_dtypes``: the dtypes the compared activations are stored in. Where one is
+        coarser than float64 and ``rtol`` is the default, ``rank_floor`` records that directions
+        within rounding to it are dropped (:func:`~cca_scale.core.basis.stored_noise`), so an
+        output computed before that rule (which kept them) is not resumed under it.
+        """
+        params = {
             "layer": list(self.layer) if isinstance(self.layer, tuple) else self.layer,
             "against_layer": self.against_layer, "networks": self.networks,
             "against": self.against, "step": self.step, "against_step": self.against_step,
             "timestep": self.timestep, "dtype": self.dtype, "rtol": self.rtol,
             "n_datapoints": n_datapoints,
         }
+        if self.rtol is None and any(np.dtype(d) != np.float64 for d in stored_dtypes):
+            params["rank_floor"] = RANK_FLOOR
+        return params
