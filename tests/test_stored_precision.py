@@ -17,6 +17,7 @@ from cca_scale.core.basis import (
     stored_noise,
     stored_roundoff,
 )
+from cca_scale.engine.tasks import prepare_task
 
 U32 = np.finfo(np.float32).eps / 2
 
@@ -114,6 +115,8 @@ def test_engine_equals_one_pair_on_float32_softmax_layers(client, softmax_layers
     store = ActivationStore.create(tmp_path / "acts.zarr", n_datapoints=len(layers[0]))
     for k, x in enumerate(layers):
         store.add(f"n{k}", "softmax", x, chunk_rows=700)
+    streamed = prepare_task(store.reader("n0", "softmax"))
+    assert streamed.rank == 9 and streamed.n_rounding == 1
     d = cca_scale.compare(tmp_path / "acts.zarr", layer="softmax", out=tmp_path / "o.zarr",
                           client=client, metric=["pwcca", "mean_cca"])
     for metric, fn in (("pwcca", cca_scale.pwcca_distance),

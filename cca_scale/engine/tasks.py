@@ -76,7 +76,8 @@ def prepare_task(reader, *, dtype: str = "float64", backend: str = "numpy",
 
     basis = _factor(array_module(backend), chunks, rtol=rtol, who=who, stored_dtype=reader.dtype)
     return PreparedBasis(q=None, s=basis.s, vt=basis.vt, mean=basis.mean,
-                         n_datapoints=basis.n_datapoints, rtol=basis.rtol, passes=passes[0])
+                         n_datapoints=basis.n_datapoints, rtol=basis.rtol,
+                         n_rounding=basis.n_rounding, passes=passes[0])
 
 
 @dataclass(frozen=True, eq=False)
