@@ -91,11 +91,12 @@ def stored_dtype_of(x) -> np.dtype:
     """The dtype ``x`` holds its activations in (what :func:`check_activations` converts from)."""
     try:
         return np.dtype(x.dtype)
-    except (AttributeError, TypeError):
-        try:
-            return np.asarray(x).dtype
-        except (TypeError, ValueError):
-            return np.dtype(np.float64)  # check_activations says what is wrong with it
+    except (AttributeError, TypeError):  # a list, or a torch dtype
+        pass
+    try:
+        return np.asarray(x).dtype
+    except Exception:  # noqa: BLE001 - check_activations says what is wrong with it
+        return np.dtype(np.float64)
 
 
 @dataclass(frozen=True, eq=False)
