@@ -161,3 +161,22 @@ def test_an_output_from_before_the_floor_is_not_resumed_on_float32_inputs(client
             cca_scale.compare(acts, layer="softmax", out=out, client=client)
         d = cca_scale.compare(acts, layer="softmax", out=out, client=client, overwrite=True)
         assert d.complete
+
+
+def test_a_layer_varying_only_within_its_rounding_is_refused_with_what_to_do(tmp_path):
+    """Values of 100 that differ by 3e-6 (float32's spacing there is 7.6e-6): what float32 keeps
+    of their spread is rounding, in every direction."""
+    rng = np.random.default_rng(9)
+    exact = 100.0 + 3e-6 * rng.standard_normal((2000, 4))
+    x = exact.astype(np.float32)
+    assert len(np.unique(x[:, 0])) <= 5  # a few float32 steps around 100
+    with pytest.raises(cca_scale.ActivationError, match="rounding of its stored precision.*"
+                       "float64"):
+        prepare(x)
+    store = ActivationStore.create(tmp_path / "acts.zarr", n_datapoints=len(x))
+    store.add("net7", "fc", x)
+    with pytest.raises(cca_scale.ActivationError, match="net7.*fc.*rounding of its stored"):
+        prepare_task(store.reader("net7", "fc"))
+    # what the message advises: centred before it is stored in float32, the layer keeps its 4
+    centred = prepare((exact - exact.mean(axis=0)).astype(np.float32))
+    assert centred.rank == 4 and centred.n_rounding == 0

@@ -19,6 +19,7 @@ from cca_scale.core.validation import (
     check_activations,
     constant_layer_error,
     describe,
+    rounding_layer_error,
     resolve_dtype,
 )
 from cca_scale.errors import ActivationError
@@ -189,8 +190,9 @@ class Basis:
 
 def _truncate(u, s, vt, rtol: float, who: str, noise=None):
     """Keep the singular triplets above ``rtol * s_max`` and, where given, above their
-    :func:`stored_noise` ``noise`` (shape (len(s),)); a layer with none is constant. Returns
-    ``u, s, vt`` cut, and how many directions ``noise`` dropped."""
+    :func:`stored_noise` ``noise`` (shape (len(s),)); a layer with none above the first is
+    constant, one with none above the second varies only within its rounding (both refused).
+    Returns ``u, s, vt`` cut, and how many directions ``noise`` dropped."""
     xp = array_namespace(s)
     s_max = float(s[0]) if s.shape[0] else 0.0
     rank = int(xp.sum(s > rtol * s_max)) if s_max > 0 else 0
@@ -200,7 +202,7 @@ def _truncate(u, s, vt, rtol: float, who: str, noise=None):
         keep = s[:rank] > noise[:rank]
         n_kept = int(to_host(xp.sum(keep)))
         if n_kept == 0:
-            raise constant_layer_error(who)
+            raise rounding_layer_error(who)
         if n_kept < rank:
             index = xp.nonzero(keep)[0]
             return ((None if u is None else xp.take(u, index, axis=1)), xp.take(s, index),

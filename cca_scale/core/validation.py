@@ -171,6 +171,15 @@ def constant_layer_error(who: str) -> ActivationError:
     )
 
 
+def rounding_layer_error(who: str) -> ActivationError:
+    return ActivationError(
+        f"{who}: the layer varies only within the rounding of its stored precision (values "
+        "far from 0 that differ by a few units in their last digit), so every direction it has "
+        "could be rounding of a constant layer. Store it in float64, or subtract each neuron's "
+        "mean before storing it in float32."
+    )
+
+
 def check_not_constant(x, *, name: str = "x", network: str | None = None,
                        layer: str | None = None) -> None:
     """Refuse a layer in which every neuron is constant. A constant neuron among others is fine."""
