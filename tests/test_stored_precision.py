@@ -180,3 +180,38 @@ def test_a_layer_varying_only_within_its_rounding_is_refused_with_what_to_do(tmp
     # what the message advises: centred before it is stored in float32, the layer keeps its 4
     centred = prepare((exact - exact.mean(axis=0)).astype(np.float32))
     assert centred.rank == 4 and centred.n_rounding == 0
+
+
+@pytest.mark.parametrize("damage", ["duplicate", "collinear"])
+def test_small_float32_layers_with_null_directions_are_certified_without_the_tsqr(monkeypatch,
+                                                                                  damage):
+    """At 600 datapoints the rank tolerance alone is too fine to certify null directions from
+    the refined pass (float64 storage takes the TSQR, ``test_read_once``); float32 storage
+    bounds every direction's rounding from below by ``U32 * min_j ||x_j||``, which is enough:
+    the TSQR's basis, without the TSQR."""
+    rng = np.random.default_rng(21)
+    x = np.maximum(rng.standard_normal((600, 4)) @ rng.standard_normal((4, 12))
+                   + 0.5 * rng.standard_normal((600, 12)), 0.0)
+    if damage == "duplicate":
+        x[:, 7] = x[:, 2]
+    else:
+        x[:, 7] = 2 * x[:, 2] - x[:, 5]
+    x = x.astype(np.float32).astype(np.float64)  # the values a float32 store holds
+    chunks = lambda: (x[s:s + 200] for s in range(0, 600, 200))  # noqa: E731
+    acc = BasisAccumulator(dtype="float64", stored_dtype=np.float32)
+    for c in chunks():
+        acc.update(c)
+    want = acc.finalize()
+    seen = []
+    update = BasisAccumulator.update
+    monkeypatch.setattr(BasisAccumulator, "update",
+                        lambda self, chunk: (seen.append(1), update(self, chunk))[1])
+    got = factor_chunks(chunks, stored_dtype=np.float32)
+    assert not seen
+    assert got.rank == want.rank == 11
+    np.testing.assert_allclose(got.s, want.s, rtol=1e-12)
+    q = (x - got.mean) @ got.whitener
+    q_t = (x - want.mean) @ want.whitener
+    np.testing.assert_allclose(np.linalg.svd(q.T @ q_t, compute_uv=False), 1.0, atol=1e-12)
+    factor_chunks(chunks)  # stored as float64, the same layer takes the TSQR
+    assert seen

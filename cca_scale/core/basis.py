@@ -535,6 +535,23 @@ def factor_chunks(chunks, *, rtol: float | None = None, who: str = "layer",
     return acc.finalize()
 
 
+def _null_cut(gram: GramAccumulator, spec: GramSpectrum) -> float:
+    """A singular value below which every direction of the layer is dropped: ``rtol * s_max``,
+    or, where the activations' stored precision applies (:func:`stored_noise`), the least any
+    direction's rounding bound can be, ``roundoff * min_j ||x_j||`` over the non-constant units
+    (a unit direction has ``sum_j |v_j| >= 1``), if larger: float32 layers too small for the
+    rank tolerance alone to certify their null directions are certified by it."""
+    cut = spec.rtol * float(np.sqrt(to_host(spec.lam[-1])))
+    roundoff = gram.roundoff
+    if not roundoff:
+        return cut
+    xp = array_namespace(gram.m2)
+    norms2 = xp.diagonal(gram.m2) + gram.n * (gram.mean * gram.mean)
+    if spec.live is not None:
+        norms2 = norms2[spec.live]
+    return max(cut, roundoff * float(np.sqrt(to_host(xp.min(norms2)))))
+
+
 def _refined(gram: GramAccumulator, chunks) -> Basis | None:
     """The basis of a layer too ill-conditioned for the Gram path alone, from a second pass:
     CholeskyQR2 with the Gram matrix's eigendecomposition as the first factor.
@@ -548,9 +565,9 @@ def _refined(gram: GramAccumulator, chunks) -> Basis | None:
     unit, or a live direction beyond condition 1e6: the Gram matrix no longer resolves them, its
     eigenvectors there are noise) are scaled by that floor instead, so their columns of ``q1``
     have norm at most about 1 and their true singular values come out of ``m`` to about
-    ``noise = sqrt(k * eps * floor)``: null ones far below the rank tolerance (at least
-    :data:`NULL_NOISE_MARGIN` times the noise), dropped as the TSQR drops them; live ones kept
-    where they stand :data:`FLOORED_LIVE_CLEARANCE` times clear of the noise. None (the TSQR)
+    ``noise = sqrt(k * eps * floor)``: null ones far below the rank tolerance (its cut at least
+    :data:`NULL_NOISE_MARGIN` times the noise, :func:`_null_cut`), dropped as the TSQR drops
+    them; live ones kept where they stand :data:`FLOORED_LIVE_CLEARANCE` times clear of the noise. None (the TSQR)
     where the tolerance is too fine for that noise, a kept floored direction is nearer to it, or
     the first factor did not make the other columns of ``q1`` near-orthonormal.
     """
@@ -564,7 +581,7 @@ def _refined(gram: GramAccumulator, chunks) -> Basis | None:
     k = int(spec.lam.shape[0])
     floor = lam_max / REFINE_MAX_CONDITION
     noise = float(np.sqrt(k * np.finfo(np.float64).eps * floor))
-    if not lam_max > 0 or (n_floored and NULL_NOISE_MARGIN * noise > spec.rtol * np.sqrt(lam_max)):
+    if not lam_max > 0 or (n_floored and NULL_NOISE_MARGIN * noise > _null_cut(gram, spec)):
         return None
     root = xp.sqrt(xp.where(floored, floor, spec.lam))
     w = xp.ascontiguousarray(spec.embed((spec.v / root[None, :]).T).T)  # (n_neurons, k)
