@@ -210,10 +210,13 @@ def _truncate(u, s, vt, rtol: float, who: str, noise=None):
     return (None if u is None else u[:, :rank]), s[:rank], vt[:rank, :], 0
 
 
-def _column_norms2(s, vt, mean, n: int):
-    """``||x_j||^2`` of each neuron as stored (uncentred) from the centred layer's full SVD
-    ``s``, ``vt`` (every direction, before any cut) and its ``mean``: shape (n_neurons,)."""
-    return (s * s) @ (vt * vt) + n * (mean * mean)
+def _svd_noise(s, vt, mean, n: int, roundoff: float):
+    """:func:`stored_noise` of the directions of a centred layer's full SVD ``s``, ``vt`` (every
+    direction, before any cut; ``||x_j||^2 = sum_k s_k^2 vt_kj^2 + n mean_j^2``), or None where
+    ``roundoff`` is 0."""
+    if not roundoff:
+        return None
+    return stored_noise(vt, (s * s) @ (vt * vt) + n * (mean * mean), roundoff)
 
 
 def prepare(
@@ -271,7 +274,7 @@ def prepare(
     rtol = default_rtol(n, d, x.dtype) if rtol is None else float(rtol)
     mean = xp.mean(x, axis=0)
     u, s, vt = xp.linalg.svd(x - mean[None, :], full_matrices=False)
-    noise = stored_noise(vt, _column_norms2(s, vt, mean, n), roundoff) if roundoff else None
+    noise = _svd_noise(s, vt, mean, n, roundoff)
     u, s, vt, dropped = _truncate(u, s, vt, rtol, describe(name, network=network, layer=layer),
                                   noise)
     return Basis(q=u, s=s, vt=vt, mean=mean, n_datapoints=int(n), rtol=rtol, n_rounding=dropped)
@@ -378,9 +381,7 @@ class BasisAccumulator(_CentredChunks):
         d = int(self.r.shape[1])
         rtol = default_rtol(self.n, d, self.dtype) if self.rtol is None else float(self.rtol)
         _, s, vt = xp.linalg.svd(self.r, full_matrices=False)
-        roundoff = self.roundoff
-        noise = (stored_noise(vt, _column_norms2(s, vt, self.mean, self.n), roundoff)
-                 if roundoff else None)
+        noise = _svd_noise(s, vt, self.mean, self.n, self.roundoff)
         _, s, vt, dropped = _truncate(None, s, vt, rtol, self.who, noise)
         return Basis(q=None, s=s, vt=vt, mean=self.mean, n_datapoints=self.n, rtol=rtol,
                      n_rounding=dropped)
@@ -462,11 +463,12 @@ class GramAccumulator(_CentredChunks):
         """:func:`stored_noise` of directions ``vt`` (shape (r, n_neurons)), or None where it
         does not apply (a given ``rtol``, or exact input)."""
         roundoff = self.roundoff
-        if not roundoff:
-            return None
-        m2 = self.m2
-        xp = array_namespace(m2)
-        return stored_noise(vt, xp.diagonal(m2) + self.n * (self.mean * self.mean), roundoff)
+        return stored_noise(vt, self.column_norms2, roundoff) if roundoff else None
+
+    @property
+    def column_norms2(self):
+        """``||x_j||^2`` of each unit as stored (uncentred), shape (n_neurons,)."""
+        return array_namespace(self.m2).diagonal(self.m2) + self.n * (self.mean * self.mean)
 
 
 @dataclass(frozen=True, eq=False)
@@ -545,11 +547,10 @@ def _null_cut(gram: GramAccumulator, spec: GramSpectrum) -> float:
     roundoff = gram.roundoff
     if not roundoff:
         return cut
-    xp = array_namespace(gram.m2)
-    norms2 = xp.diagonal(gram.m2) + gram.n * (gram.mean * gram.mean)
+    norms2 = gram.column_norms2
     if spec.live is not None:
         norms2 = norms2[spec.live]
-    return max(cut, roundoff * float(np.sqrt(to_host(xp.min(norms2)))))
+    return max(cut, roundoff * float(np.sqrt(to_host(array_namespace(norms2).min(norms2)))))
 
 
 def _refined(gram: GramAccumulator, chunks) -> Basis | None:
