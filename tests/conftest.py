@@ -24,6 +24,17 @@ def make_pair(rng, n=600, dx=12, dy=9, shared=4, noise=0.5, offset=True):
     return x, y
 
 
+def counting_tsqr(monkeypatch) -> list:
+    """Counts the chunks that reach the TSQR (``BasisAccumulator.update``) from now on."""
+    from cca_scale.core.basis import BasisAccumulator
+
+    seen = []
+    update = BasisAccumulator.update
+    monkeypatch.setattr(BasisAccumulator, "update",
+                        lambda self, chunk: (seen.append(1), update(self, chunk))[1])
+    return seen
+
+
 def gpu_available() -> bool:
     try:
         import cupy

@@ -24,6 +24,7 @@ from cca_scale.engine.output import ComparisonOutput
 from cca_scale.engine.results import load_distances
 from cca_scale.engine.tasks import TileSpec, coords_task, prepare_task, tile_task
 from cca_scale.engine.tiles import iter_tiles
+from conftest import counting_tsqr
 
 N = 600
 
@@ -120,7 +121,7 @@ def test_null_directions_are_certified_and_dropped_without_the_tsqr(rng, monkeyp
     TSQR."""
     x = _damaged(_relu_layers(rng, [16], n=4000)[0], damage)
     want = _tsqr(x)
-    seen = _counting_tsqr(monkeypatch)
+    seen = counting_tsqr(monkeypatch)
     got = factor_chunks(_chunks(x, 500))
     assert not seen
     assert got.rank == want.rank == (6 if damage == "rank 6" else
@@ -144,7 +145,7 @@ def test_a_live_direction_beyond_condition_1e6_is_resolved_as_the_tsqr_resolves_
     x = _relu_layers(rng, [16], n=4000)[0]
     x[:, 4] *= 1e-8
     want = _tsqr(x)
-    seen = _counting_tsqr(monkeypatch)
+    seen = counting_tsqr(monkeypatch)
     got = factor_chunks(_chunks(x, 500))
     assert not seen
     assert got.rank == want.rank == 16
@@ -163,7 +164,7 @@ def test_a_live_direction_near_the_pass_noise_takes_the_tsqr(rng, monkeypatch):
     x = _relu_layers(rng, [16], n=4000)[0]
     x[:, 4] *= 3e-11
     want = _tsqr(x)
-    seen = _counting_tsqr(monkeypatch)
+    seen = counting_tsqr(monkeypatch)
     got = factor_chunks(_chunks(x, 500))
     assert seen and got.rank == want.rank == 16
     np.testing.assert_array_equal(got.s, want.s)
@@ -173,7 +174,7 @@ def test_a_live_direction_near_the_pass_noise_takes_the_tsqr(rng, monkeypatch):
 def test_floored_live_clearance_is_the_documented_one(rng, monkeypatch):
     layer = _six_units(rng, 2000)
     noise = np.sqrt(6 * np.finfo(np.float64).eps / REFINE_MAX_CONDITION)  # s_max = 1
-    seen = _counting_tsqr(monkeypatch)
+    seen = counting_tsqr(monkeypatch)
     for factor, refined in ((0.5, False), (2.0, True)):
         ratio = factor * FLOORED_LIVE_CLEARANCE * noise
         y = layer(ratio)
@@ -189,7 +190,7 @@ def test_a_coarse_rank_tolerance_cuts_live_directions_off_the_refined_pass(rng, 
     (no floored direction is live), the TSQR's basis at that tolerance, without the TSQR."""
     x = _damaged(_relu_layers(rng, [16], n=4000)[0], "scaled and duplicate")
     want = _tsqr(x, rtol=1e-3)
-    seen = _counting_tsqr(monkeypatch)
+    seen = counting_tsqr(monkeypatch)
     got = factor_chunks(_chunks(x, 500), rtol=1e-3)
     assert not seen
     assert got.rank == want.rank < 15
@@ -199,7 +200,7 @@ def test_a_coarse_rank_tolerance_cuts_live_directions_off_the_refined_pass(rng, 
 def test_null_certification_threshold_is_the_documented_margin(rng, monkeypatch):
     x = _damaged(_relu_layers(rng, [16], n=4000)[0], "duplicate")
     needed = NULL_NOISE_MARGIN * np.sqrt(16 * np.finfo(np.float64).eps / REFINE_MAX_CONDITION)
-    seen = _counting_tsqr(monkeypatch)
+    seen = counting_tsqr(monkeypatch)
     for factor, certified in ((0.5, False), (2.0, True)):
         seen.clear()
         basis = factor_chunks(_chunks(x, 500), rtol=factor * needed)
@@ -211,15 +212,6 @@ def _layer_with_spectrum(rng, singular_values, n=2000, mean=3.0):
     u = np.linalg.qr(rng.normal(size=(n, len(singular_values))))[0]
     v = np.linalg.qr(rng.normal(size=(len(singular_values),) * 2))[0]
     return (u * singular_values) @ v.T + mean
-
-
-def _counting_tsqr(monkeypatch):
-    """Counts the chunks that reach the TSQR (:class:`BasisAccumulator`)."""
-    seen = []
-    update = BasisAccumulator.update
-    monkeypatch.setattr(BasisAccumulator, "update",
-                        lambda self, chunk: (seen.append(1), update(self, chunk))[1])
-    return seen
 
 
 @pytest.mark.parametrize("damage", ["one unit 1e-4 smaller", "condition 1e5", "condition 3e5",
@@ -243,7 +235,7 @@ def test_ill_conditioned_layers_are_refined_as_accurately_as_the_tsqr(rng, monke
     for c in _chunks(x)():
         acc.update(c)
     want = acc.finalize()
-    seen = _counting_tsqr(monkeypatch)
+    seen = counting_tsqr(monkeypatch)
     got = factor_chunks(_chunks(x))
     assert not seen
     assert got.rank == want.rank == x.shape[1] - len(dead)
@@ -326,7 +318,7 @@ def test_refinement_threshold_is_the_documented_condition(rng, monkeypatch):
     # 400 datapoints: too few to resolve floored directions (NULL_NOISE_MARGIN), so beyond the
     # bound the TSQR
     layer = _six_units(rng, 400)
-    seen = _counting_tsqr(monkeypatch)
+    seen = counting_tsqr(monkeypatch)
     for ratio, refined in ((0.5 / np.sqrt(REFINE_MAX_CONDITION), False),
                            (2.0 / np.sqrt(REFINE_MAX_CONDITION), True)):
         y = layer(ratio)

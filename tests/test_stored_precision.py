@@ -18,6 +18,7 @@ from cca_scale.core.basis import (
     stored_roundoff,
 )
 from cca_scale.engine.tasks import prepare_task
+from conftest import counting_tsqr
 
 U32 = np.finfo(np.float32).eps / 2
 
@@ -202,10 +203,7 @@ def test_small_float32_layers_with_null_directions_are_certified_without_the_tsq
     for c in chunks():
         acc.update(c)
     want = acc.finalize()
-    seen = []
-    update = BasisAccumulator.update
-    monkeypatch.setattr(BasisAccumulator, "update",
-                        lambda self, chunk: (seen.append(1), update(self, chunk))[1])
+    seen = counting_tsqr(monkeypatch)
     got = factor_chunks(chunks, stored_dtype=np.float32)
     assert not seen
     assert got.rank == want.rank == 11
