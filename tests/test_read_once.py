@@ -74,6 +74,20 @@ def _six_units(rng, n):
     return lambda smallest: u @ np.diag([1.0, 0.9, 0.8, 0.7, 0.6, smallest]) @ vt
 
 
+def _assert_refined_only_above(layer, bound, monkeypatch, *, rtol):
+    """``layer(smallest)`` (:func:`_six_units`) with its smallest singular value at 0.5x and 2x
+    ``bound``: the TSQR below, the refined pass above, six directions and ``s[-1]`` to ``rtol``."""
+    seen = counting_tsqr(monkeypatch)
+    for factor, refined in ((0.5, False), (2.0, True)):
+        ratio = factor * bound
+        y = layer(ratio)
+        seen.clear()
+        basis = factor_chunks(lambda: [y])
+        assert bool(seen) != refined
+        assert basis.rank == 6
+        np.testing.assert_allclose(basis.s[-1], ratio, rtol=rtol)
+
+
 def _damaged(x, damage):
     """``x`` with null directions: collinear or duplicated units (and a dead one), softmax rows
     (summing to 1), or every unit a combination of 6 of them."""
@@ -174,15 +188,7 @@ def test_a_live_direction_near_the_pass_noise_takes_the_tsqr(rng, monkeypatch):
 def test_floored_live_clearance_is_the_documented_one(rng, monkeypatch):
     layer = _six_units(rng, 2000)
     noise = np.sqrt(6 * np.finfo(np.float64).eps / REFINE_MAX_CONDITION)  # s_max = 1
-    seen = counting_tsqr(monkeypatch)
-    for factor, refined in ((0.5, False), (2.0, True)):
-        ratio = factor * FLOORED_LIVE_CLEARANCE * noise
-        y = layer(ratio)
-        seen.clear()
-        basis = factor_chunks(lambda: [y])
-        assert bool(seen) != refined
-        assert basis.rank == 6
-        np.testing.assert_allclose(basis.s[-1], ratio, rtol=1e-2)
+    _assert_refined_only_above(layer, FLOORED_LIVE_CLEARANCE * noise, monkeypatch, rtol=1e-2)
 
 
 def test_a_coarse_rank_tolerance_cuts_live_directions_off_the_refined_pass(rng, monkeypatch):
@@ -318,15 +324,7 @@ def test_refinement_threshold_is_the_documented_condition(rng, monkeypatch):
     # 400 datapoints: too few to resolve floored directions (NULL_NOISE_MARGIN), so beyond the
     # bound the TSQR
     layer = _six_units(rng, 400)
-    seen = counting_tsqr(monkeypatch)
-    for ratio, refined in ((0.5 / np.sqrt(REFINE_MAX_CONDITION), False),
-                           (2.0 / np.sqrt(REFINE_MAX_CONDITION), True)):
-        y = layer(ratio)
-        seen.clear()
-        basis = factor_chunks(lambda: [y])
-        assert bool(seen) != refined
-        assert basis.rank == 6
-        np.testing.assert_allclose(basis.s[-1], ratio, rtol=1e-6)
+    _assert_refined_only_above(layer, 1 / np.sqrt(REFINE_MAX_CONDITION), monkeypatch, rtol=1e-6)
 
 
 # -- batched kernels ---------------------------------------------------------------------------
